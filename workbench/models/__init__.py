@@ -5,6 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/03z_models.ipynb #68e4a4bb
+# %% ../../nbs/03z_models.ipynb #a2be75b8
 from .registry import register_model, create_model, list_models, model_meta, load_pretrained
 import workbench.models.segmentation
