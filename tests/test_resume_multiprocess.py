@@ -39,14 +39,16 @@ def test_two_processes_score_like_one(shapes, tmp_path):
     w = str(tmp_path/"runs"/"seg_shapes"/"t"/"weights"/"best.safetensors")
     # 9 val images over 2 processes with batches of 2: Accelerate pads the last batch; gather_for_metrics must drop it
     train(*tiny_args(shapes/"voc", tmp_path/"runs", "e1"), "--eval-only", "--weights", w)
-    train(*tiny_args(shapes/"voc", tmp_path/"runs", "e2"), "--eval-only", "--weights", w, nproc=2)
+    r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "e2"), "--eval-only", "--weights", w, nproc=2)
+    assert "2 process(es)" in r.stdout, r.stdout
     m1 = json.loads((tmp_path/"runs/seg_shapes/e1/metrics.json").read_text())
     m2 = json.loads((tmp_path/"runs/seg_shapes/e2/metrics.json").read_text())
     assert m1 == m2
 
 def test_two_process_training_with_accumulation_ends_at_min_lr(shapes, tmp_path):
-    train(*tiny_args(shapes/"voc", tmp_path/"runs", "ddp", "train.grad_accum=2", "sched.name=cosine",
-                     "sched.min_lr_ratio=0.1", "optim.lr=0.01"), nproc=2)
+    r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "ddp", "train.grad_accum=2", "sched.name=cosine",
+                         "sched.min_lr_ratio=0.1", "optim.lr=0.01"), nproc=2)
+    assert "2 process(es)" in r.stdout, r.stdout
     run = tmp_path/"runs"/"seg_shapes"/"ddp"
     rows = list(csv.DictReader((run/"results.csv").open()))
     # 24 images / (2 processes × 4) = 3 micro-batches per process per epoch -> 2 optimizer steps per epoch
