@@ -31,6 +31,13 @@ def test_eval_only_reads_weights(shapes, tmp_path):
     e = json.loads((tmp_path/"runs/seg_shapes/e/metrics.json").read_text())
     assert a == e  # best weights of a 1-epoch run = the weights its final evaluation used
 
+def test_eval_only_with_weights_of_another_model_fails_clearly(shapes, tmp_path):
+    from workbench.core import save_weights
+    from workbench.models import create_model
+    w = save_weights(create_model("simple_fcn", num_classes=3).state_dict(), tmp_path/"other.safetensors")
+    r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "e"), "--eval-only", "--weights", str(w), check=False)
+    assert r.returncode == 2 and "weights do not match" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
 @pytest.mark.parametrize("extra,expect", [
     (["data.root=/nonexistent/voc"], "no VOC layout"),
     (["optim.lrr=0.1"], "did you mean ['lr']"),
