@@ -5,6 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/03z_models.ipynb #a2be75b8
+# %% ../../nbs/03z_models.ipynb #416f8798
 from .registry import register_model, create_model, list_models, model_meta, load_pretrained
 import workbench.models.segmentation
+import workbench.models.encoder_decoder
