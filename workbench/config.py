@@ -14,7 +14,7 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfi
            'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
 
-# %% ../nbs/00a_config.ipynb #750c1eab
+# %% ../nbs/00a_config.ipynb #69300064
 @dataclass
 class DataConfig:
     name: str = "voc"            # dataset format: voc
@@ -30,7 +30,7 @@ class DataConfig:
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
     ignore_index: int = 255
-    size_divisor: int = 32       # batches padded to a multiple of this (1 = to the largest image only)
+    size_divisor: int = 1        # batches padded to a multiple of this (1 = to the largest image only)
     batch_size: int = 16         # per process
     eval_batch_size: int = 16    # per process
     num_workers: int = 0         # 0 = load in the main process (debugging)
@@ -94,17 +94,23 @@ class ExpConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-# %% ../nbs/00a_config.ipynb #42ba1008
-def _coerce(value, default, key):
-    "Make a parsed override `value` fit the type of the field's current value."
-    if isinstance(default, bool) or default is None or isinstance(value, type(default)): return value
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool): return float(value)
-    if isinstance(default, tuple) and isinstance(value, list): return tuple(value)
-    raise ValueError(f"config key {key!r}: expected {type(default).__name__}, got {value!r}")
+# %% ../nbs/00a_config.ipynb #95cfdede
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple, "dict": dict}
+
+def _coerce(value, ftype:str, key:str):
+    "Make a parsed override `value` fit the declared field type `ftype` (e.g. '1e-3' or 1 for a float)."
+    t = _TYPES.get(ftype)
+    if t is None or isinstance(value, t) and not (t is int and isinstance(value, bool)): return value
+    try:
+        if t is float and not isinstance(value, bool): return float(value)  # YAML reads 1e-3 as a string
+        if t is int and isinstance(value, float) and value.is_integer(): return int(value)
+        if t is tuple and isinstance(value, list): return tuple(value)
+    except (TypeError, ValueError): pass
+    raise ValueError(f"config key {key!r}: expected {ftype}, got {value!r}")
 
 def _field_names(obj): return [f.name for f in fields(obj)]
 
-# %% ../nbs/00a_config.ipynb #a67c4481
+# %% ../nbs/00a_config.ipynb #76e9d5e7
 def set_key(cfg, key:str, value):
     "Set dotted `key` (e.g. `optim.lr`, `model.kwargs.aux`) on config `cfg` in place."
     *path, last = key.split(".")
@@ -116,7 +122,7 @@ def set_key(cfg, key:str, value):
         if part not in _field_names(obj):
             close = difflib.get_close_matches(part, _field_names(obj), n=3)
             raise KeyError(f"unknown config key {key!r}" + (f" (did you mean {close}?)" if close else f"; valid: {_field_names(obj)}"))
-        if part is last: setattr(obj, part, _coerce(value, getattr(obj, part), key)); return cfg
+        if part is last: setattr(obj, part, _coerce(value, {f.name: f.type for f in fields(obj)}[part], key)); return cfg
         obj = getattr(obj, part)
     return cfg
 
