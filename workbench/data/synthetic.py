@@ -14,15 +14,15 @@ import workbench
 
 # %% auto #0
 __all__ = ['CLASSES', 'COCO_CATEGORY_IDS', 'FORMATS', 'SPLITS', 'FORMAT_VERSION', 'TEXTURE_CONTRAST', 'MIN_CONTRAST', 'TEXTURES',
-           'SIZE_RANGE', 'voc_palette', 'semantic_mask', 'make_scene', 'generate', 'default_data_root', 'read_manifest',
-           'ensure_synthetic', 'main']
+           'SIZE_RANGE', 'MAX_ROTATION', 'voc_palette', 'semantic_mask', 'make_scene', 'generate', 'default_data_root',
+           'read_manifest', 'ensure_synthetic', 'main']
 
-# %% ../../nbs/01_data.synthetic.ipynb #90119c54
+# %% ../../nbs/01_data.synthetic.ipynb #a6587ec3
 CLASSES = ("background", "circle", "square", "triangle", "star", "cross")  # index = semantic label
 COCO_CATEGORY_IDS = {"circle": 3, "square": 7, "triangle": 11, "star": 20, "cross": 42}  # non-contiguous on purpose
 FORMATS = ("voc", "coco", "yolo", "medsam")  # formats `generate` can write
 SPLITS = ("train", "val")
-FORMAT_VERSION = 2  # bump whenever the generated files change, so cached datasets are rebuilt
+FORMAT_VERSION = 3  # bump whenever the generated files change, so cached datasets are rebuilt
 
 def voc_palette() -> np.ndarray: # uint8 [256, 3]
     "The standard PASCAL VOC colour map (1 -> dark red, 255 -> cream)."
@@ -130,17 +130,18 @@ def _texture(rng, kind:str, ys, xs, c1, c2): # pixel coordinates [P] -> float co
     col = np.where(second[:, None], c2, c1)
     return col + rng.normal(0, 20, col.shape) if kind == "noise" else col
 
-# %% ../../nbs/01_data.synthetic.ipynb #0a7c3368
+# %% ../../nbs/01_data.synthetic.ipynb #c56fd851
 def _min_area(h:int, w:int) -> int: return max(8, round(0.0025 * min(h, w) ** 2))
 
 SIZE_RANGE = (0.20, 0.50)  # object diameter as a fraction of the image's shorter side
+MAX_ROTATION = 20.  # degrees; shapes stay near upright (a triangle points up), as objects mostly do in photos
 
 def _layout(rng, h:int, w:int, max_objects:int): # list of (class index, bool [H, W] mask), bottom to top
-    "Random classes, sizes (diameter 20-50 % of the shorter side), positions (fully inside) and rotations."
+    "Random classes, sizes (diameter 20-50 % of the shorter side), positions (fully inside) and rotations (±20°)."
     objects = []
     for _ in range(rng.integers(1, max_objects + 1)):
         c, r = int(rng.integers(1, len(CLASSES))), rng.uniform(*SIZE_RANGE) * min(h, w) / 2
-        cx, cy, theta = rng.uniform(r, w - 1 - r), rng.uniform(r, h - 1 - r), rng.uniform(0, 2 * np.pi)
+        cx, cy, theta = rng.uniform(r, w - 1 - r), rng.uniform(r, h - 1 - r), np.deg2rad(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
         objects.append((c, _shape_mask(CLASSES[c], h, w, cx, cy, r, theta)))
     return objects
 
@@ -300,9 +301,9 @@ def _swap_in(tmp:Path, root:Path):
     os.replace(tmp, root)
     if old: shutil.rmtree(old, ignore_errors=True)
 
-# %% ../../nbs/01_data.synthetic.ipynb #765fd6ec
+# %% ../../nbs/01_data.synthetic.ipynb #6ae47403
 def generate(root, # output folder (replaced atomically when it exists)
-             n_train:int=400, n_val:int=100, # number of scenes per split
+             n_train:int=2000, n_val:int=100, # number of scenes per split
              seed:int=0, # scene i of split s is drawn from `default_rng([seed, s, i])`
              min_size:int=128, max_size:int=160, # H and W are drawn independently from [min_size, max_size]
              formats=FORMATS, # subset of `FORMATS`, or a comma-separated string
