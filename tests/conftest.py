@@ -15,7 +15,7 @@ def shapes(tmp_path_factory):
 def tiny_args(voc_root, out, name, *extra):
     "Arguments for a seconds-long CPU run of the default segmentation task on `voc_root`."
     return ["--exp", "seg_shapes", "--output", str(out), "--name", name, "--set", "model.name=simple_fcn",
-            f"data.root={voc_root}", "data.batch_size=4", "data.eval_batch_size=2", "data.base_size=64",
+            f"data.root={voc_root}", "data.batch_size=4", "data.eval_batch_size=1", "data.base_size=64",
             "data.crop_size=64", "train.epochs=2", *extra]
 
 def free_port():

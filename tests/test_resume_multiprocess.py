@@ -37,7 +37,7 @@ def test_kill_mid_epoch_then_resume_equals_uninterrupted(shapes, tmp_path):
 def test_two_processes_score_like_one(shapes, tmp_path):
     train(*tiny_args(shapes/"voc", tmp_path/"runs", "t", "train.epochs=1"))
     w = str(tmp_path/"runs"/"seg_shapes"/"t"/"weights"/"best.safetensors")
-    # 9 val images over 2 processes with batches of 2: Accelerate pads the last batch; gather_for_metrics must drop it
+    # 9 val images over 2 processes: Accelerate repeats a sample to even out the last batch; gather_for_metrics must drop it
     train(*tiny_args(shapes/"voc", tmp_path/"runs", "e1"), "--eval-only", "--weights", w)
     r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "e2"), "--eval-only", "--weights", w, nproc=2)
     assert "2 process(es)" in r.stdout, r.stdout

@@ -52,9 +52,10 @@ def test_bad_mask_names_the_file(shapes, tmp_path):
     from PIL import Image
     voc = shutil.copytree(shapes/"voc", tmp_path/"voc")
     bad = sorted((voc/"SegmentationClass").glob("*.png"))[0]
-    Image.fromarray(np.full((130, 140), 9, np.uint8), mode="L").save(bad)
+    h, w = np.asarray(Image.open(bad)).shape
+    Image.fromarray(np.full((h, w), 9, np.uint8), mode="L").save(bad)  # right size, class 9 of 6
     r = train(*tiny_args(voc, tmp_path/"runs", "bad", "train.epochs=1", "data.batch_size=24"), check=False)
-    assert r.returncode == 2 and bad.name in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and bad.name in r.stderr and "values [9]" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 def test_nonfinite_loss_stops_with_step_and_batch(shapes, tmp_path):
     r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "nan", "loss.class_weights=[.nan, 1, 1, 1, 1, 1]"), check=False)

@@ -16,7 +16,8 @@ from .models import load_pretrained
 import workbench.experiments, workbench.tasks.segmentation
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'run', 'main']
+__all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'run',
+           'user_message', 'main']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
@@ -114,7 +115,13 @@ def run(args) -> int:
     if learner.is_main: print(learner.task.summary(metrics)); print(f"run folder: {run_dir.resolve()}")
     return 0
 
-# %% ../nbs/10_cli.ipynb #eb567aea
+# %% ../nbs/10_cli.ipynb #e962240d
+def user_message(e:Exception) -> str:
+    "One line for a user error; errors raised in DataLoader workers arrive wrapped with the worker's traceback."
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return msg.strip().splitlines()[-1].split(": ", 1)[-1] if "Original Traceback" in msg else msg
+
+# %% ../nbs/10_cli.ipynb #575cee99
 def main(argv=None) -> int:
     "Entry point of `workbench/train.py`: user errors print one line (set WORKBENCH_DEBUG=1 for the traceback)."
     args = parse_args(argv)
@@ -124,5 +131,4 @@ def main(argv=None) -> int:
     try: return run(args)
     except (FileNotFoundError, ValueError, KeyError, NonFiniteLoss) as e:
         if os.environ.get("WORKBENCH_DEBUG"): raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr); return 2
+        print(f"error: {user_message(e)}", file=sys.stderr); return 2

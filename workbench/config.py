@@ -14,7 +14,7 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfi
            'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
 
-# %% ../nbs/00a_config.ipynb #69300064
+# %% ../nbs/00a_config.ipynb #7c478bb8
 @dataclass
 class DataConfig:
     name: str = "voc"            # dataset format: voc
@@ -32,7 +32,7 @@ class DataConfig:
     ignore_index: int = 255
     size_divisor: int = 1        # batches padded to a multiple of this (1 = to the largest image only)
     batch_size: int = 16         # per process
-    eval_batch_size: int = 16    # per process
+    eval_batch_size: int = 1     # per process; > 1 pads images to the batch's largest, which can change predictions near borders
     num_workers: int = 0         # 0 = load in the main process (debugging)
     timeout: float = 0           # DataLoader timeout in seconds (0 = none; only with workers)
 
