@@ -50,7 +50,7 @@ def test_bad_config_is_one_clear_line(shapes, tmp_path, extra, expect):
 def test_bad_mask_names_the_file(shapes, tmp_path):
     import shutil, numpy as np
     from PIL import Image
-    voc = shutil.copytree(shapes/"voc", tmp_path/"voc")
+    voc = shutil.copytree(shapes, tmp_path/"shapes")/"voc"  # with manifest.json: the 6 class names
     bad = sorted((voc/"SegmentationClass").glob("*.png"))[0]
     h, w = np.asarray(Image.open(bad)).shape
     Image.fromarray(np.full((h, w), 9, np.uint8), mode="L").save(bad)  # right size, class 9 of 6
