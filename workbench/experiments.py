@@ -11,13 +11,13 @@ from .data.voc import VOC_CLASSES
 # %% auto #0
 __all__ = ['seg_shapes', 'deeplabv3_r50_voc']
 
-# %% ../nbs/09_experiments.ipynb #0ce05233
+# %% ../nbs/09_experiments.ipynb #657bf531
 @register_experiment
 def seg_shapes() -> ExpConfig:
     "A tiny PSPNet-style EncoderDecoder from scratch on the synthetic shapes (VOC layout, 6 classes), CPU-sized."
     return ExpConfig(
         task="segmentation",
-        data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16, eval_batch_size=1, num_workers=1),
+        data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16, eval_batch_size=1, num_workers=0),
         model=ModelConfig(name="encdec_tiny", kwargs={"width": 32}),
         optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),

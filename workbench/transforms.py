@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 # %% auto #0
 __all__ = ['seg_train_transforms', 'seg_eval_transforms', 'pad_collate']
 
-# %% ../nbs/02_transforms.ipynb #34dc8749
+# %% ../nbs/02_transforms.ipynb #138312bc
 def _to_float(mean, std):
     return [v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
             v2.Normalize(mean, std)]
@@ -22,12 +22,13 @@ def seg_train_transforms(base_size:int, # shorter side before scaling
                          scale:tuple=(0.5, 2.0), # random shorter side in [scale[0], scale[1]]·base_size
                          hflip:float=0.5, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                          ignore_index:int=255):
-    "Random resize (shorter side), flip, float + normalise, crop with padding (image 0 = the mean colour, mask `ignore_index`)."
+    "Random resize (shorter side), flip, crop with padding (image: the mean colour, mask `ignore_index`), float + normalise."
+    mean_rgb = tuple(round(255*m) for m in mean)  # 0 after normalisation, like the collate's padding
     return v2.Compose([
         v2.RandomResize(int(scale[0]*base_size), int(scale[1]*base_size) + 1),
         v2.RandomHorizontalFlip(hflip),
-        *_to_float(mean, std),
-        v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index})])
+        v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: mean_rgb, tv_tensors.Mask: ignore_index}),
+        *_to_float(mean, std)])
 
 # %% ../nbs/02_transforms.ipynb #85d12d10
 def seg_eval_transforms(base_size:int=0, # resize the shorter side to this (0 = keep the original size)
@@ -35,7 +36,7 @@ def seg_eval_transforms(base_size:int=0, # resize the shorter side to this (0 = 
     "Deterministic eval transform: optional shorter-side resize, float + normalise."
     return v2.Compose(([v2.Resize(base_size)] if base_size else []) + _to_float(mean, std))
 
-# %% ../nbs/02_transforms.ipynb #4a3d75ab
+# %% ../nbs/02_transforms.ipynb #30595d22
 def pad_collate(batch, # list of (image [3,h,w] float, mask [h,w] int64)
                 ignore_index:int=255,
                 size_divisor:int=1, # pad H and W up to a multiple of this (e.g. 32 for a UNet)
@@ -43,6 +44,9 @@ def pad_collate(batch, # list of (image [3,h,w] float, mask [h,w] int64)
     "Stack (image, mask) pairs of different sizes into one padded batch."
     up = lambda v: -(-v // size_divisor) * size_divisor
     H = up(max(im.shape[-2] for im, _ in batch)); W = up(max(im.shape[-1] for im, _ in batch))
+    if all(im.shape[-2:] == (H, W) for im, _ in batch):  # training crops: nothing to pad
+        return {"image": torch.stack([im.as_subclass(torch.Tensor) for im, _ in batch]),
+                "mask": torch.stack([m.as_subclass(torch.Tensor) for _, m in batch])}
     pad = lambda t, v: F.pad(t.as_subclass(torch.Tensor), (0, W - t.shape[-1], 0, H - t.shape[-2]), value=v)
     return {"image": torch.stack([pad(im, 0) for im, _ in batch]),
             "mask": torch.stack([pad(m, ignore_index) for _, m in batch])}
