@@ -60,7 +60,7 @@ class OptimConfig:
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
     lr_mult: dict = field(default_factory=dict)  # {"name pattern": multiplier}, e.g. {"aux_classifier.*": 10}
 
-# %% ../nbs/00a_config.ipynb #fac18af3
+# %% ../nbs/00a_config.ipynb #38fcdfd9
 @dataclass
 class SchedConfig:
     name: str = "poly"           # poly | cosine | constant  (stepped once per optimizer step)
@@ -82,6 +82,7 @@ class TrainConfig:
     best_metric: str = "mIoU"    # validation metric that picks weights/best
     best_mode: str = "max"       # max | min
     drop_last: bool = True       # drop the last incomplete train batch (BatchNorm needs ≥ 2 samples)
+    cpu_threads: int = 0         # torch threads per process on CPU: 0 = cores / local processes, -1 = as launched
 
 # %% ../nbs/00a_config.ipynb #a805bb83
 @dataclass
