@@ -92,7 +92,7 @@ def compute_metric(self:SegmentationTask, metric) -> dict:
         if k in m: m[k] = dict(zip(self.classes, m[k]))
     return m
 
-# %% ../../nbs/08_tasks.segmentation.ipynb #58064538
+# %% ../../nbs/08_tasks.segmentation.ipynb #bf63a09e
 @patch
 def summary(self:SegmentationTask, metrics:dict) -> str:
     "Per-class table and the headline numbers."
@@ -105,8 +105,8 @@ def summary(self:SegmentationTask, metrics:dict) -> str:
 def plots(self:SegmentationTask, learner) -> dict:
     "Predictions next to ground truth on the first val images, confusion matrix and per-class IoU."
     from workbench import viz
-    batch = next(iter(learner.val_dl))
-    with torch.no_grad(): pred = learner.eval_model.eval()(batch["image"][:8])["out"].argmax(1)
+    batch = self.collate_fn([learner.val_ds[i] for i in range(min(8, len(learner.val_ds)))])
+    with torch.no_grad(): pred = learner.eval_model.eval()(batch["image"].to(learner.acc.device))["out"].argmax(1)
     d, cm = self.cfg.data, learner.last_metric.confusion
     iou = learner.task.compute_metric(learner.last_metric)["IoU"]
     return {"predictions": viz.show_seg_batch(batch["image"][:8].cpu(), batch["mask"][:8].cpu(), pred.cpu(), d.mean, d.std, self.classes),
