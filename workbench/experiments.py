@@ -11,7 +11,7 @@ from .data.voc import VOC_CLASSES
 # %% auto #0
 __all__ = ['seg_shapes', 'deeplabv3_r50_voc']
 
-# %% ../nbs/09_experiments.ipynb #657bf531
+# %% ../nbs/09_experiments.ipynb #40aaf608
 @register_experiment
 def seg_shapes() -> ExpConfig:
     "A tiny PSPNet-style EncoderDecoder from scratch on the synthetic shapes (VOC layout, 6 classes), CPU-sized."
@@ -19,9 +19,9 @@ def seg_shapes() -> ExpConfig:
         task="segmentation",
         data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16, eval_batch_size=1, num_workers=0),
         model=ModelConfig(name="encdec_tiny", kwargs={"width": 32}),
-        optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4),
+        optim=OptimConfig(name="adamw", lr=4e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),
-        train=TrainConfig(epochs=28, eval_every=7, best_metric="mIoU"))
+        train=TrainConfig(epochs=30, eval_every=10, best_metric="mIoU"))
 
 # %% ../nbs/09_experiments.ipynb #50e44cea
 @register_experiment
