@@ -92,7 +92,7 @@ def compute_metric(self:SegmentationTask, metric) -> dict:
         if k in m: m[k] = dict(zip(self.classes, m[k]))
     return m
 
-# %% ../../nbs/08_tasks.segmentation.ipynb #bf63a09e
+# %% ../../nbs/08_tasks.segmentation.ipynb #1422fc8e
 @patch
 def summary(self:SegmentationTask, metrics:dict) -> str:
     "Per-class table and the headline numbers."
@@ -108,6 +108,6 @@ def plots(self:SegmentationTask, learner) -> dict:
     batch = self.collate_fn([learner.val_ds[i] for i in range(min(8, len(learner.val_ds)))])
     with torch.no_grad(): pred = learner.eval_model.eval()(batch["image"].to(learner.acc.device))["out"].argmax(1)
     d, cm = self.cfg.data, learner.last_metric.confusion
-    iou = learner.task.compute_metric(learner.last_metric)["IoU"]
+    iou = self.compute_metric(learner.last_metric)["IoU"]
     return {"predictions": viz.show_seg_batch(batch["image"][:8].cpu(), batch["mask"][:8].cpu(), pred.cpu(), d.mean, d.std, self.classes),
             "confusion": viz.plot_confusion(cm.cpu(), self.classes), "per_class_iou": viz.plot_per_class(list(iou.values()), self.classes)}
