@@ -14,8 +14,8 @@ from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'voc_palette', 'denormalize', 'overlay_mask', 'overlay_boxes', 'show_seg_batch', 'plot_lr',
-           'plot_history', 'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
+__all__ = ['IGNORE_RGB', 'denormalize', 'overlay_mask', 'overlay_boxes', 'show_seg_batch', 'plot_lr', 'plot_history',
+           'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
 
 # %% ../nbs/05_viz.ipynb #914f3994
 def _subplots(n:int, ncols:int, size=(3, 3)):
@@ -30,13 +30,8 @@ def _imshow(ax, img, title=None): # img: uint8 [3, H, W]
     ax.imshow(img.permute(1, 2, 0).cpu().numpy()); ax.set_axis_off()
     if title: ax.set_title(title, fontsize=9)
 
-# %% ../nbs/05_viz.ipynb #d3eeb757
-def voc_palette(n:int=256) -> np.ndarray: # uint8 [n, 3] RGB
-    "The PASCAL VOC colour map: the bits of the class index spread over R, G and B, high bits first."
-    i, pal = np.arange(n), np.zeros((n, 3), dtype=np.int64)
-    for j in range(8):
-        for ch in range(3): pal[:, ch] |= ((i >> (3 * j + ch)) & 1) << (7 - j)
-    return pal.astype(np.uint8)
+# %% ../nbs/05_viz.ipynb #e53de37e
+from .data.seg_layouts import voc_palette  # lives with the datasets, which carry their palettes
 
 # %% ../nbs/05_viz.ipynb #ace99432
 def denormalize(img:torch.Tensor, # float [3, H, W] or [B, 3, H, W], `(x/255 - mean) / std`
