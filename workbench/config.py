@@ -14,17 +14,20 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfi
            'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
 
-# %% ../nbs/00a_config.ipynb #7c478bb8
+# %% ../nbs/00a_config.ipynb #9e5f5326
 @dataclass
 class DataConfig:
-    name: str = "voc"            # dataset format: voc
+    name: str = "voc"            # dataset layout: voc | cityscapes | folder
     root: str = ""               # dataset folder; "" = the synthetic shapes data (generated on first use)
     classes: tuple = ()          # class names; () = read from the dataset
     train_split: str = "train"
     val_split: str = "val"
     base_size: int = 144         # train: shorter side resized to U(scale)·base_size
-    eval_size: int = 0           # eval: shorter side resized to this (0 = keep the original size)
-    crop_size: int = 128         # train crop (padded with 0 / ignore_index when smaller)
+    eval_size: int = 0           # eval: image shorter side resized to this (0 = as is); metrics stay at the original resolution
+    crop_size: int = 128         # train crop height (padded with the mean colour / ignore_index when larger than the image)
+    crop_width: int = 0          # train crop width (0 = crop_size: square)
+    cat_max_ratio: float = 1.0   # < 1: re-draw crops where one class covers more than this (mmseg: 0.75)
+    photometric: bool = False    # mmseg PhotoMetricDistortion (brightness, contrast, saturation, hue)
     scale: tuple = (0.5, 2.0)    # random resize range, relative to base_size
     hflip: float = 0.5           # horizontal flip probability
     mean: tuple = (0.485, 0.456, 0.406)
@@ -35,13 +38,18 @@ class DataConfig:
     eval_batch_size: int = 1     # per process; > 1 pads images to the batch's largest, which can change predictions near borders
     num_workers: int = 0         # 0 = load in the main process (debugging)
     timeout: float = 0           # DataLoader timeout in seconds (0 = none; only with workers)
+    skip_bad: bool = False       # check every image/mask pair up front and skip bad ones (counted, logged) instead of failing
 
-# %% ../nbs/00a_config.ipynb #cdce08d4
+# %% ../nbs/00a_config.ipynb #9d55dc06
 @dataclass
 class ModelConfig:
     name: str = "deeplabv3_mobilenet_v3_large"  # a name from `list_models()`
     kwargs: dict = field(default_factory=dict)  # passed to the builder (num_classes is filled from data)
-    weights: str = ""            # local pretrained weights to load ("" = none)
+    weights: str = ""            # pretrained weights: a local file or "hub:<model>" from the torch hub cache ("" = none)
+    backbone_only: bool = False  # load only `backbone.*` from `weights`
+    test_mode: str = "whole"     # inference: whole | slide
+    test_crop: int = 0           # slide window (square)
+    test_stride: int = 0         # slide stride
     ema: bool = False            # keep an exponential moving average of the weights
     ema_decay: float = 0.9998    # EMA decay, ramped in as decay·(1 − exp(−updates/2000))
 
@@ -60,7 +68,7 @@ class OptimConfig:
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
     lr_mult: dict = field(default_factory=dict)  # {"name pattern": multiplier}, e.g. {"aux_classifier.*": 10}
 
-# %% ../nbs/00a_config.ipynb #38fcdfd9
+# %% ../nbs/00a_config.ipynb #590aa9d9
 @dataclass
 class SchedConfig:
     name: str = "poly"           # poly | cosine | constant  (stepped once per optimizer step)
@@ -83,6 +91,7 @@ class TrainConfig:
     best_mode: str = "max"       # max | min
     drop_last: bool = True       # drop the last incomplete train batch (BatchNorm needs ≥ 2 samples)
     cpu_threads: int = 0         # torch threads per process on CPU: 0 = cores / local processes, -1 = as launched
+    iters: int = 0               # > 0: run exactly this many optimizer steps (epochs derived, the last one cut short)
 
 # %% ../nbs/00a_config.ipynb #a805bb83
 @dataclass

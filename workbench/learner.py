@@ -85,14 +85,14 @@ class LRSchedule:
         if self.name not in f: raise ValueError(f"sched.name={self.name!r}: expected one of {list(f)}")
         return self.min_lr_ratio + (1 - self.min_lr_ratio)*f[self.name]()
 
-# %% ../nbs/07_learner.ipynb #87266a8b
+# %% ../nbs/07_learner.ipynb #6f73c438
 def steps_per_epoch(n_batches:int, grad_accum:int) -> int:
     "Optimizer steps in an epoch of `n_batches` micro-batches (a last partial window still steps)."
     return math.ceil(n_batches / grad_accum)
 
-def build_scheduler(optimizer, scfg, epochs:int, n_steps_epoch:int):
-    "`LambdaLR` stepping once per optimizer step over `epochs·n_steps_epoch` steps."
-    sched = LRSchedule(epochs*n_steps_epoch, round(scfg.warmup_epochs*n_steps_epoch), scfg.warmup_factor,
+def build_scheduler(optimizer, scfg, epochs:int, n_steps_epoch:int, total_steps:int=0):
+    "`LambdaLR` stepping once per optimizer step over `total_steps` (default `epochs·n_steps_epoch`) steps."
+    sched = LRSchedule(total_steps or epochs*n_steps_epoch, round(scfg.warmup_epochs*n_steps_epoch), scfg.warmup_factor,
                        scfg.name, scfg.power, scfg.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, sched)
 
@@ -174,7 +174,7 @@ def check_batchnorm_batch(model:nn.Module, batch_size:int):
     if batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError(f"data.batch_size={batch_size} per device, but the model has BatchNorm layers: use at least 2")
 
-# %% ../nbs/07_learner.ipynb #49d2371c
+# %% ../nbs/07_learner.ipynb #8e506ee1
 class Learner:
     "Train and evaluate `cfg` (an `ExpConfig`) in `run_dir` through Accelerate."
     def __init__(self, cfg:ExpConfig, run_dir, accelerator:Accelerator|None=None):
@@ -192,7 +192,9 @@ class Learner:
         self.model, self.opt, self.train_dl, self.val_dl = acc.prepare(
             model, build_optimizer(model, cfg.optim), mk(self.seeded_train, True), mk(self.val_ds, False))
         self.steps_epoch = steps_per_epoch(len(self.train_dl), cfg.train.grad_accum)
-        self.sched = acc.prepare(build_scheduler(self.opt, cfg.sched, cfg.train.epochs, self.steps_epoch))
+        if cfg.train.iters: cfg.train.epochs = math.ceil(cfg.train.iters / self.steps_epoch)  # iteration-based run
+        self.total_steps = cfg.train.iters or cfg.train.epochs*self.steps_epoch
+        self.sched = acc.prepare(build_scheduler(self.opt, cfg.sched, cfg.train.epochs, self.steps_epoch, self.total_steps))
         self.ema = ModelEMA(acc.unwrap_model(self.model), cfg.model.ema_decay) if cfg.model.ema else None
         self.state = TrainState()
 
@@ -237,7 +239,7 @@ def _add_losses(self:Learner, losses:dict):
     for k, v in losses.items(): s[k] = s.get(k, 0.0) + v
     s["n"] = s.get("n", 0) + 1
 
-# %% ../nbs/07_learner.ipynb #e04b3dfe
+# %% ../nbs/07_learner.ipynb #8d532a9f
 @patch
 def train_epoch(self:Learner):
     "One epoch (or the rest of one after a mid-epoch resume)."
@@ -251,6 +253,7 @@ def train_epoch(self:Learner):
         st.batch += 1; self._add_losses(losses)
         if self.acc.sync_gradients: self._after_step()
         bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{self.lr:.2e}")
+        if self.cfg.train.iters and st.step >= self.cfg.train.iters: break  # iteration-based: the last epoch is cut short
 
 @patch(as_prop=True)
 def lr(self:Learner) -> float: return self.sched.get_last_lr()[0]  # LR of the first param group
@@ -405,12 +408,12 @@ def fit(self:Learner, resume=None) -> dict:
     finally: self.acc.end_training()
     return metrics
 
-# %% ../nbs/07_learner.ipynb #0a55a537
+# %% ../nbs/07_learner.ipynb #a7050ad1
 @patch
 def save_plots(self:Learner):
     "Loss/metric curves, the LR schedule and the task's own figures into `plots/` (main process)."
     if not self.is_main: return
     from workbench import viz
-    lrs = [self.sched.scheduler.lr_lambdas[0](s)*self.cfg.optim.lr for s in range(self.steps_epoch*self.cfg.train.epochs)]
+    lrs = [self.sched.scheduler.lr_lambdas[0](s)*self.cfg.optim.lr for s in range(self.total_steps)]
     figs = {"history": viz.plot_history(self.run_dir/"results.csv"), "lr": viz.plot_lr(lrs), **self.task.plots(self)}
     for name, fig in figs.items(): viz.save_figure(fig, self.run_dir/"plots"/f"{name}.png")

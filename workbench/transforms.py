@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 
 # %% auto #0
 __all__ = ['CatMaxRatioCrop', 'PhotoMetricDistortion', 'seg_train_transforms', 'seg001_train_transforms',
-           'seg004_train_transforms', 'seg_eval_transforms', 'pad_collate']
+           'seg004_train_transforms', 'ResizeImage', 'seg_eval_transforms', 'pad_collate']
 
 # %% ../nbs/02_transforms.ipynb #f8328138
 def _to_float(mean, std):
@@ -89,23 +89,30 @@ def seg004_train_transforms(crop_size=(512, 1024), **kw):
     "Seed 004 (mmseg PSPNet, Cityscapes): shorter side U(0.5, 2.0)·1024, crop (512, 1024) with cat_max_ratio 0.75, flip, photometric."
     return seg_train_transforms(1024, crop_size, (0.5, 2.0), cat_max_ratio=0.75, photometric=True, **kw)
 
-# %% ../nbs/02_transforms.ipynb #85d12d10
-def seg_eval_transforms(base_size:int=0, # resize the shorter side to this (0 = keep the original size)
-                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
-    "Deterministic eval transform: optional shorter-side resize, float + normalise."
-    return v2.Compose(([v2.Resize(base_size)] if base_size else []) + _to_float(mean, std))
+# %% ../nbs/02_transforms.ipynb #d175bbfa
+class ResizeImage:
+    "Resize the image's shorter side to `size` (bilinear, antialiased); masks pass unchanged, keeping the original resolution."
+    def __init__(self, size:int): self.size = size
+    def __call__(self, img, *rest): return (TF.resize(img, self.size, antialias=True), *rest) if rest else TF.resize(img, self.size, antialias=True)
 
-# %% ../nbs/02_transforms.ipynb #30595d22
-def pad_collate(batch, # list of (image [3,h,w] float, mask [h,w] int64)
-                ignore_index:int=255,
-                size_divisor:int=1, # pad H and W up to a multiple of this (e.g. 32 for a UNet)
-               ) -> dict: # {"image": [B,3,H,W], "mask": [B,H,W]} padded bottom/right
-    "Stack (image, mask) pairs of different sizes into one padded batch."
+def seg_eval_transforms(base_size:int=0, # resize the image's shorter side to this (0 = keep the original size)
+                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    "Deterministic eval transform: optional image-only shorter-side resize, float + normalise; the mask stays as read."
+    return v2.Compose(([ResizeImage(base_size)] if base_size else []) + _to_float(mean, std))
+
+# %% ../nbs/02_transforms.ipynb #25360be7
+def _pad_to(ts, value, size_divisor=1):
     up = lambda v: -(-v // size_divisor) * size_divisor
-    H = up(max(im.shape[-2] for im, _ in batch)); W = up(max(im.shape[-1] for im, _ in batch))
-    if all(im.shape[-2:] == (H, W) for im, _ in batch):  # training crops: nothing to pad
-        return {"image": torch.stack([im.as_subclass(torch.Tensor) for im, _ in batch]),
-                "mask": torch.stack([m.as_subclass(torch.Tensor) for _, m in batch])}
-    pad = lambda t, v: F.pad(t.as_subclass(torch.Tensor), (0, W - t.shape[-1], 0, H - t.shape[-2]), value=v)
-    return {"image": torch.stack([pad(im, 0) for im, _ in batch]),
-            "mask": torch.stack([pad(m, ignore_index) for _, m in batch])}
+    H, W = up(max(t.shape[-2] for t in ts)), up(max(t.shape[-1] for t in ts))
+    return torch.stack([F.pad(t.as_subclass(torch.Tensor), (0, W - t.shape[-1], 0, H - t.shape[-2]), value=value) for t in ts])
+
+def pad_collate(batch, # list of (image [3,h,w] float, mask [h',w'] int64)
+                ignore_index:int=255,
+                size_divisor:int=1, # pad image H and W up to a multiple of this (e.g. 32 for a UNet)
+               ) -> dict: # {"image": [B,3,H,W], "mask": [B,H',W']} padded bottom/right, + "sizes", "mask_sizes" [B, 2] when padded
+    "Stack (image, mask) pairs of different sizes into one padded batch (images with 0, masks with `ignore_index`)."
+    ims, ms = [im for im, _ in batch], [m for _, m in batch]
+    if size_divisor == 1 and all(t.shape[-2:] == ims[0].shape[-2:] for t in ims + ms):  # training crops: nothing to pad
+        return {"image": torch.stack([t.as_subclass(torch.Tensor) for t in ims]), "mask": torch.stack([t.as_subclass(torch.Tensor) for t in ms])}
+    return {"image": _pad_to(ims, 0, size_divisor), "mask": _pad_to(ms, ignore_index),
+            "sizes": torch.tensor([t.shape[-2:] for t in ims]), "mask_sizes": torch.tensor([t.shape[-2:] for t in ms])}
