@@ -194,12 +194,13 @@ def config_diff(a, b) -> dict:
     fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
-# %% ../nbs/00a_config.ipynb #5a44a509
+# %% ../nbs/00a_config.ipynb #28cf113d
 _experiments = {}
 
-def register_experiment(fn):
-    "Decorator: register a function returning an `ExpConfig` under its name."
-    _experiments[fn.__name__] = fn
+def register_experiment(fn=None, name:str|None=None):
+    "Decorator: register a function returning an `ExpConfig` under its name (or `name`, e.g. for a `partial`)."
+    if fn is None: return lambda f: register_experiment(f, name)
+    _experiments[name or fn.__name__] = fn
     return fn
 
 def list_experiments(pattern:str="*") -> list:
