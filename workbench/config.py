@@ -68,7 +68,7 @@ class OptimConfig:
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
     lr_mult: dict = field(default_factory=dict)  # {"name pattern": multiplier}, e.g. {"aux_classifier.*": 10}
 
-# %% ../nbs/00a_config.ipynb #590aa9d9
+# %% ../nbs/00a_config.ipynb #e7b6501d
 @dataclass
 class SchedConfig:
     name: str = "poly"           # poly | cosine | constant  (stepped once per optimizer step)
@@ -76,6 +76,8 @@ class SchedConfig:
     warmup_factor: float = 1e-3  # LR factor at step 0 of the warmup
     power: float = 0.9           # poly exponent
     min_lr_ratio: float = 0.0    # final LR as a fraction of the base LR
+    warmup_power: float = 1.0    # warmup shape a**p: 1 linear, 2 quadratic (YOLOX)
+    flat_epochs: float = 0.0     # hold the final LR for the last N epochs (YOLOX: the no-aug epochs)
 
 @dataclass
 class TrainConfig:

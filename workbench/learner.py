@@ -23,7 +23,7 @@ __all__ = ['Task', 'register_task', 'scalars', 'param_groups', 'build_optimizer'
            'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'read_results',
            'write_results']
 
-# %% ../nbs/07_learner.ipynb #d1b76c6b
+# %% ../nbs/07_learner.ipynb #3e142758
 class Task:
     "Base class of what a task plugs into `Learner`; subclasses override the methods that raise."
     collate_fn = None
@@ -37,6 +37,7 @@ class Task:
     def compute_metric(self, metric) -> dict: return metric.compute()
     def summary(self, metrics:dict) -> str: return json.dumps(scalars(metrics), indent=1)
     def plots(self, learner) -> dict: return {}  # name -> matplotlib Figure, saved into plots/
+    def on_epoch_start(self, learner): pass  # e.g. switch an augmentation stage or a loss term at an epoch
 
 _tasks = {}
 def register_task(name:str):
@@ -67,25 +68,28 @@ def build_optimizer(model:nn.Module, ocfg) -> torch.optim.Optimizer:
     if ocfg.name == "adamw": return torch.optim.AdamW(groups, lr=ocfg.lr, betas=(ocfg.momentum, 0.999))
     raise ValueError(f"optim.name={ocfg.name!r}: expected 'sgd' or 'adamw'")
 
-# %% ../nbs/07_learner.ipynb #c396427b
+# %% ../nbs/07_learner.ipynb #628a2f7f
 @dataclass
 class LRSchedule:
-    "LR factor at an optimizer step: linear warmup from `warmup_factor`, then poly / cosine / constant to `min_lr_ratio`."
+    "LR factor at an optimizer step: warmup from `warmup_factor` (linear, or `a**warmup_power`), then poly / cosine / constant to `min_lr_ratio`, held for the last `flat_steps`."
     total_steps: int
     warmup_steps: int = 0
     warmup_factor: float = 1e-3
     name: str = "poly"
     power: float = 0.9
     min_lr_ratio: float = 0.0
+    warmup_power: float = 1.0  # 2: YOLOX's quadratic warmup
+    flat_steps: int = 0        # YOLOX: the no-aug epochs stay at the minimum
     def __call__(self, step:int) -> float:
         if step < min(self.warmup_steps, self.total_steps):
-            a = step / self.warmup_steps; return self.warmup_factor*(1 - a) + a
-        t = 1.0 if step >= self.total_steps else (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+            a = (step / self.warmup_steps)**self.warmup_power; return self.warmup_factor*(1 - a) + a
+        end = self.total_steps - self.flat_steps
+        t = 1.0 if step >= end else (step - self.warmup_steps) / (end - self.warmup_steps)
         f = {"poly": lambda: (1 - t)**self.power, "cosine": lambda: 0.5*(1 + math.cos(math.pi*t)), "constant": lambda: 1.0}
         if self.name not in f: raise ValueError(f"sched.name={self.name!r}: expected one of {list(f)}")
         return self.min_lr_ratio + (1 - self.min_lr_ratio)*f[self.name]()
 
-# %% ../nbs/07_learner.ipynb #6f73c438
+# %% ../nbs/07_learner.ipynb #7c15aa27
 def steps_per_epoch(n_batches:int, grad_accum:int) -> int:
     "Optimizer steps in an epoch of `n_batches` micro-batches (a last partial window still steps)."
     return math.ceil(n_batches / grad_accum)
@@ -93,7 +97,7 @@ def steps_per_epoch(n_batches:int, grad_accum:int) -> int:
 def build_scheduler(optimizer, scfg, epochs:int, n_steps_epoch:int, total_steps:int=0):
     "`LambdaLR` stepping once per optimizer step over `total_steps` (default `epochs·n_steps_epoch`) steps."
     sched = LRSchedule(total_steps or epochs*n_steps_epoch, round(scfg.warmup_epochs*n_steps_epoch), scfg.warmup_factor,
-                       scfg.name, scfg.power, scfg.min_lr_ratio)
+                       scfg.name, scfg.power, scfg.min_lr_ratio, scfg.warmup_power, round(scfg.flat_epochs*n_steps_epoch))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, sched)
 
 # %% ../nbs/07_learner.ipynb #56e34d52
@@ -135,12 +139,14 @@ def make_accelerator(cfg:ExpConfig, run_dir) -> Accelerator:
                        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(Path(run_dir)/"tb")),
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.train.seed))
 
-# %% ../nbs/07_learner.ipynb #c6bd7765
+# %% ../nbs/07_learner.ipynb #c33dd28f
 class SeededDataset(torch.utils.data.Dataset):
     "Wrap `ds` so item `i` in epoch `e` is drawn under RNGs seeded from `(seed, e, i)`; call `set_epoch` each epoch."
     def __init__(self, ds, seed:int=0): self.ds, self.seed, self.epoch = ds, seed, 0
     def __len__(self): return len(self.ds)
-    def set_epoch(self, epoch:int): self.epoch = epoch
+    def set_epoch(self, epoch:int):
+        self.epoch = epoch
+        if hasattr(self.ds, "set_epoch"): self.ds.set_epoch(epoch)  # e.g. a mosaic stage that ends at an epoch
     def __getitem__(self, i):
         s = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
         py, npy = random.getstate(), np.random.get_state()
@@ -239,12 +245,12 @@ def _add_losses(self:Learner, losses:dict):
     for k, v in losses.items(): s[k] = s.get(k, 0.0) + v
     s["n"] = s.get("n", 0) + 1
 
-# %% ../nbs/07_learner.ipynb #8d532a9f
+# %% ../nbs/07_learner.ipynb #57dca745
 @patch
 def train_epoch(self:Learner):
     "One epoch (or the rest of one after a mid-epoch resume)."
     st = self.state; self.model.train()
-    self.train_dl.set_epoch(st.epoch); self.seeded_train.set_epoch(st.epoch)
+    self.train_dl.set_epoch(st.epoch); self.seeded_train.set_epoch(st.epoch); self.task.on_epoch_start(self)
     dl = self.acc.skip_first_batches(self.train_dl, st.batch) if st.batch else self.train_dl
     bar = tqdm(dl, total=len(self.train_dl), initial=st.batch, desc=f"epoch {st.epoch + 1}/{self.cfg.train.epochs}",
                disable=not self.acc.is_local_main_process, dynamic_ncols=True, leave=False)
