@@ -14,10 +14,10 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfi
            'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
 
-# %% ../nbs/00a_config.ipynb #9e5f5326
+# %% ../nbs/00a_config.ipynb #bc6ae8d9
 @dataclass
 class DataConfig:
-    name: str = "voc"            # dataset layout: voc | cityscapes | folder
+    name: str = "voc"            # dataset layout: voc | cityscapes | folder (segmentation), coco | yolo (detection)
     root: str = ""               # dataset folder; "" = the synthetic shapes data (generated on first use)
     classes: tuple = ()          # class names; () = read from the dataset
     train_split: str = "train"
@@ -39,8 +39,13 @@ class DataConfig:
     num_workers: int = 0         # 0 = load in the main process (debugging)
     timeout: float = 0           # DataLoader timeout in seconds (0 = none; only with workers)
     skip_bad: bool = False       # check every image/mask pair up front and skip bad ones (counted, logged) instead of failing
+    img_size: int = 640          # detection: square network input (training letterbox / mosaic size and evaluation size)
+    no_aug_epochs: int = 0       # detection: the last N epochs without mosaic/mixup/affine (YOLOX: 15; L1 loss on)
+    aug: dict = field(default_factory=dict)  # detection: MosaicDataset arguments (mosaic_prob, mixup_prob, degrees, scale, hsv_prob, ...)
+    multiscale: tuple = ()       # detection: (min, max) random input sizes, multiples of 32, new every `multiscale_every` batches; () = off
+    multiscale_every: int = 10   # YOLOX: 10; YOLOv3: the accumulation steps
 
-# %% ../nbs/00a_config.ipynb #9d55dc06
+# %% ../nbs/00a_config.ipynb #7cf1e1f2
 @dataclass
 class ModelConfig:
     name: str = "deeplabv3_mobilenet_v3_large"  # a name from `list_models()`
@@ -50,6 +55,7 @@ class ModelConfig:
     test_mode: str = "whole"     # inference: whole | slide
     test_crop: int = 0           # slide window (square)
     test_stride: int = 0         # slide stride
+    nms: str = "yolox_eval"      # detection: postprocess preset (yolox_eval | yolox_predict | yolov3_eval)
     ema: bool = False            # keep an exponential moving average of the weights
     ema_decay: float = 0.9998    # EMA decay, ramped in as decay·(1 − exp(−updates/2000))
 
@@ -57,6 +63,7 @@ class ModelConfig:
 class LossConfig:
     aux_weight: float = 0.5      # weight of the auxiliary head's loss (seed 001: 0.5, mmseg PSPNet: 0.4)
     class_weights: tuple = ()    # per-class CE weights; () = uniform
+    hyp: str = ""                # YOLOv3: hyperparameter YAML ("" = the shipped hyp.yaml), rescaled once for classes and img_size
 
 @dataclass
 class OptimConfig:

@@ -382,8 +382,9 @@ def end_epoch(self:Learner) -> dict:
     self._log_row(row); self.save_checkpoint()
     return metrics
 
-# %% ../nbs/07_learner.ipynb #4d6e55b2
+# %% ../nbs/07_learner.ipynb #e5f8c97e
 def _jsonable(o):
+    if isinstance(o, (np.generic, torch.Tensor)) and o.ndim == 0: o = o.item()  # numpy / torch scalars
     if isinstance(o, float) and math.isnan(o): return None
     if isinstance(o, dict): return {k: _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]

@@ -5,7 +5,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/03z_models.ipynb #416f8798
+# %% ../../nbs/03z_models.ipynb #6d96efca
 from .registry import register_model, create_model, list_models, model_meta, load_pretrained
 import workbench.models.segmentation
 import workbench.models.encoder_decoder
+import workbench.models.yolox
+import workbench.models.darknet
+import workbench.models.efficient_sam
