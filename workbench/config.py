@@ -45,7 +45,7 @@ class DataConfig:
     multiscale: tuple = ()       # detection: (min, max) random input sizes, multiples of 32, new every `multiscale_every` batches; () = off
     multiscale_every: int = 10   # YOLOX: 10; YOLOv3: the accumulation steps
 
-# %% ../nbs/00a_config.ipynb #7cf1e1f2
+# %% ../nbs/00a_config.ipynb #fea8420d
 @dataclass
 class ModelConfig:
     name: str = "deeplabv3_mobilenet_v3_large"  # a name from `list_models()`
@@ -56,6 +56,7 @@ class ModelConfig:
     test_crop: int = 0           # slide window (square)
     test_stride: int = 0         # slide stride
     nms: str = "yolox_eval"      # detection: postprocess preset (yolox_eval | yolox_predict | yolov3_eval)
+    freeze: str = ""             # part to keep frozen: "" (none), "encoder" (SAM image encoder), "backbone", "predictors" (Darknet)
     ema: bool = False            # keep an exponential moving average of the weights
     ema_decay: float = 0.9998    # EMA decay, ramped in as decay·(1 − exp(−updates/2000))
 
@@ -64,6 +65,7 @@ class LossConfig:
     aux_weight: float = 0.5      # weight of the auxiliary head's loss (seed 001: 0.5, mmseg PSPNet: 0.4)
     class_weights: tuple = ()    # per-class CE weights; () = uniform
     hyp: str = ""                # YOLOv3: hyperparameter YAML ("" = the shipped hyp.yaml), rescaled once for classes and img_size
+    weights: dict = field(default_factory=dict)  # named loss-term weights, e.g. {"dice": 1, "bce": 1, "iou": 1} (promptable segmentation)
 
 @dataclass
 class OptimConfig:
