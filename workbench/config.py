@@ -77,16 +77,18 @@ class OptimConfig:
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
     lr_mult: dict = field(default_factory=dict)  # {"name pattern": multiplier}, e.g. {"aux_classifier.*": 10}
 
-# %% ../nbs/00a_config.ipynb #e7b6501d
+# %% ../nbs/00a_config.ipynb #c2cbd739
 @dataclass
 class SchedConfig:
-    name: str = "poly"           # poly | cosine | constant  (stepped once per optimizer step)
+    name: str = "poly"           # poly | cosine | constant | plateau  (stepped once per optimizer step; plateau also at evaluations)
     warmup_epochs: float = 1.0   # linear warmup length in epochs (converted to optimizer steps)
     warmup_factor: float = 1e-3  # LR factor at step 0 of the warmup
     power: float = 0.9           # poly exponent
     min_lr_ratio: float = 0.0    # final LR as a fraction of the base LR
     warmup_power: float = 1.0    # warmup shape a**p: 1 linear, 2 quadratic (YOLOX)
     flat_epochs: float = 0.0     # hold the final LR for the last N epochs (YOLOX: the no-aug epochs)
+    plateau_factor: float = 0.1  # name=plateau: LR ×factor when train.best_metric stalls (EfficientSAM recipe: 0.9)
+    plateau_patience: int = 5    # name=plateau: evaluations without improvement before a reduction
 
 @dataclass
 class TrainConfig:

@@ -68,7 +68,7 @@ def build_optimizer(model:nn.Module, ocfg) -> torch.optim.Optimizer:
     if ocfg.name == "adamw": return torch.optim.AdamW(groups, lr=ocfg.lr, betas=(ocfg.momentum, 0.999))
     raise ValueError(f"optim.name={ocfg.name!r}: expected 'sgd' or 'adamw'")
 
-# %% ../nbs/07_learner.ipynb #628a2f7f
+# %% ../nbs/07_learner.ipynb #fd254142
 @dataclass
 class LRSchedule:
     "LR factor at an optimizer step: warmup from `warmup_factor` (linear, or `a**warmup_power`), then poly / cosine / constant to `min_lr_ratio`, held for the last `flat_steps`."
@@ -80,16 +80,28 @@ class LRSchedule:
     min_lr_ratio: float = 0.0
     warmup_power: float = 1.0  # 2: YOLOX's quadratic warmup
     flat_steps: int = 0        # YOLOX: the no-aug epochs stay at the minimum
+    plateau_factor: float = 0.1  # "plateau": LR ×factor after `plateau_patience` evaluations without improvement
+    plateau_patience: int = 5
+    scale: float = 1.0         # "plateau": product of the reductions so far (saved with the scheduler)
+    best: float|None = None
+    bad: int = 0
     def __call__(self, step:int) -> float:
         if step < min(self.warmup_steps, self.total_steps):
-            a = (step / self.warmup_steps)**self.warmup_power; return self.warmup_factor*(1 - a) + a
+            a = (step / self.warmup_steps)**self.warmup_power; return (self.warmup_factor*(1 - a) + a)*self.scale
         end = self.total_steps - self.flat_steps
         t = 1.0 if step >= end else (step - self.warmup_steps) / (end - self.warmup_steps)
-        f = {"poly": lambda: (1 - t)**self.power, "cosine": lambda: 0.5*(1 + math.cos(math.pi*t)), "constant": lambda: 1.0}
+        f = {"poly": lambda: (1 - t)**self.power, "cosine": lambda: 0.5*(1 + math.cos(math.pi*t)), "constant": lambda: 1.0, "plateau": lambda: 1.0}
         if self.name not in f: raise ValueError(f"sched.name={self.name!r}: expected one of {list(f)}")
-        return self.min_lr_ratio + (1 - self.min_lr_ratio)*f[self.name]()
+        return (self.min_lr_ratio + (1 - self.min_lr_ratio)*f[self.name]())*self.scale
 
-# %% ../nbs/07_learner.ipynb #7c15aa27
+    def observe(self, value:float, mode:str="max"):
+        "ReduceLROnPlateau on a validation metric (relative threshold 1e-4, no cooldown): no-op unless name is 'plateau'."
+        if self.name != "plateau" or value is None or math.isnan(value): return
+        better = self.best is None or (value > self.best*(1 + 1e-4) if mode == "max" else value < self.best*(1 - 1e-4))
+        self.best, self.bad = (value, 0) if better else (self.best, self.bad + 1)
+        if self.bad > self.plateau_patience: self.scale, self.bad = self.scale*self.plateau_factor, 0
+
+# %% ../nbs/07_learner.ipynb #882f5c2b
 def steps_per_epoch(n_batches:int, grad_accum:int) -> int:
     "Optimizer steps in an epoch of `n_batches` micro-batches (a last partial window still steps)."
     return math.ceil(n_batches / grad_accum)
@@ -97,7 +109,8 @@ def steps_per_epoch(n_batches:int, grad_accum:int) -> int:
 def build_scheduler(optimizer, scfg, epochs:int, n_steps_epoch:int, total_steps:int=0):
     "`LambdaLR` stepping once per optimizer step over `total_steps` (default `epochs·n_steps_epoch`) steps."
     sched = LRSchedule(total_steps or epochs*n_steps_epoch, round(scfg.warmup_epochs*n_steps_epoch), scfg.warmup_factor,
-                       scfg.name, scfg.power, scfg.min_lr_ratio, scfg.warmup_power, round(scfg.flat_epochs*n_steps_epoch))
+                       scfg.name, scfg.power, scfg.min_lr_ratio, scfg.warmup_power, round(scfg.flat_epochs*n_steps_epoch),
+                       scfg.plateau_factor, scfg.plateau_patience)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, sched)
 
 # %% ../nbs/07_learner.ipynb #56e34d52
@@ -365,7 +378,7 @@ def save_model_weights(self:Learner, name:str):
         sd = (self.ema.module if self.ema else self.acc.unwrap_model(self.model)).state_dict()
         save_weights(sd, self.run_dir/"weights"/f"{name}.safetensors", metadata={"epoch": str(self.state.epoch)})
 
-# %% ../nbs/07_learner.ipynb #3675adce
+# %% ../nbs/07_learner.ipynb #3ac3cd73
 @patch
 def end_epoch(self:Learner) -> dict:
     "Close an epoch: log, evaluate when due, save weights and the checkpoint. Returns the val metrics (or {})."
@@ -374,6 +387,7 @@ def end_epoch(self:Learner) -> dict:
     row = {"epoch": st.epoch, "step": st.step, "lr": self.lr, **self._epoch_losses()}
     st.batch, st.loss_sums = 0, {}
     metrics = self.evaluate() if (st.epoch % tc.eval_every == 0 or st.epoch == tc.epochs) else {}
+    if metrics: self.sched.scheduler.lr_lambdas[0].observe(metrics.get(tc.best_metric), tc.best_mode)  # "plateau" schedules
     row.update({f"val/{k}": v for k, v in scalars(metrics).items()})
     self.save_model_weights("last")
     if metrics and self._is_better(metrics.get(tc.best_metric)):
