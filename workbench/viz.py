@@ -14,8 +14,8 @@ from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'denormalize', 'overlay_mask', 'overlay_boxes', 'show_seg_batch', 'plot_lr', 'plot_history',
-           'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
+__all__ = ['IGNORE_RGB', 'denormalize', 'overlay_mask', 'overlay_boxes', 'show_seg_batch', 'show_det_batch', 'plot_lr',
+           'plot_history', 'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
 
 # %% ../nbs/05_viz.ipynb #914f3994
 def _subplots(n:int, ncols:int, size=(3, 3)):
@@ -123,6 +123,22 @@ def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised if mean
             acc = _pix_acc(preds[i], masks[i], ignore_index)
             _imshow(axs[i * per + 1], overlay_mask(img, preds[i], pal, alpha, ignore_index), f"{i}: prediction (acc {acc:.2f})")
     if classes is not None: _class_legend(fig, classes, pal, [masks] + ([preds] if preds is not None else []), ignore_index)
+    return fig
+
+# %% ../nbs/05_viz.ipynb #d45edbc8
+def show_det_batch(images:list, # B uint8 [3, H_i, W_i] original images
+                   gts:list, # B (boxes_xyxy [N, 4] px, labels [N]) ground truth
+                   preds:list|None=None, # B tensors [K, 6] (x1, y1, x2, y2, score, label), e.g. from `postprocess(..., infos=)`
+                   classes=None, ncols:int=4, max_n:int=8, min_score:float=0.0): # Figure
+    "Grid of images with ground-truth boxes, and the predictions (score ≥ `min_score`) beside each when given."
+    per, n = (1 if preds is None else 2), min(len(images), max_n)
+    fig, axs = _subplots(n * per, ncols + ncols % per)
+    for i in range(n):
+        (b, l), img = gts[i], images[i]
+        _imshow(axs[i * per], overlay_boxes(img, torch.as_tensor(b).float().reshape(-1, 4), torch.as_tensor(l).long(), classes=classes), f"{i}: ground truth")
+        if preds is not None:
+            d = preds[i].detach().cpu(); d = d[d[:, 4] >= min_score]
+            _imshow(axs[i * per + 1], overlay_boxes(img, d[:, :4], d[:, 5].long(), d[:, 4], classes), f"{i}: prediction ({len(d)})")
     return fig
 
 # %% ../nbs/05_viz.ipynb #9aa20b17

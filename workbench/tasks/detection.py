@@ -121,7 +121,7 @@ class DetMetric:
 @patch
 def new_metric(self:DetectionTask): return DetMetric(self.gt, self.cat_ids, self.classes)
 
-# %% ../../nbs/08b_tasks.detection.ipynb #69cba690
+# %% ../../nbs/08b_tasks.detection.ipynb #35db60b3
 @patch
 def summary(self:DetectionTask, metrics:dict) -> str:
     "pycocotools' summary lines and the per-class AP table."
@@ -131,10 +131,23 @@ def summary(self:DetectionTask, metrics:dict) -> str:
     return "\n".join([*stats, *rows])
 
 @patch
+@torch.no_grad()
+def predict_samples(self:DetectionTask, model, val_ds, n:int=8, preset:str="yolox_predict"): # -> (images, gts, dets) in original pixels
+    "Predictions (the `preset` thresholds) on the first `n` val images, with their original images and ground truth."
+    idx = list(range(min(n, len(val_ds))))
+    images, _, infos = self.collate_fn([val_ds[i] for i in idx])
+    preds = model.eval()(images.to(next(model.parameters()).device)*self.scale)
+    dets = postprocess(preds[0] if isinstance(preds, (tuple, list)) else preds, **NMS_PRESETS[preset], infos=infos)
+    raw = [val_ds.dataset.load(i) for i in idx]
+    return [im for im, _ in raw], [(t["boxes"], t["labels"]) for _, t in raw], dets
+
+@patch
 def plots(self:DetectionTask, learner) -> dict:
-    "Writes `predictions.json` (the last evaluation's COCO results) and plots per-class AP50."
+    "Predictions next to ground truth, per-class AP50; also writes `predictions.json` (the last evaluation's COCO results)."
     from workbench import viz
     m = learner.last_metric
     atomic_write(learner.run_dir/"predictions.json", lambda p: Path(p).write_text(json.dumps(m.results)))
     per = m.compute()["per_class"]
-    return {"per_class_ap50": viz.plot_per_class([per.get(c, {}).get("AP50", float("nan")) for c in self.classes], self.classes)}
+    images, gts, dets = self.predict_samples(learner.eval_model, learner.val_ds)
+    return {"predictions": viz.show_det_batch(images, gts, dets, self.classes, min_score=0.3),
+            "per_class_ap50": viz.plot_per_class([per.get(c, {}).get("AP50", float("nan")) for c in self.classes], self.classes)}
