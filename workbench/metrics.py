@@ -112,3 +112,6 @@ class SegMetric:
         "`seg_scores` of the summed matrix plus `mIoU_image` (NaN if some update had no per-sample matrices)."
         img = torch.cat([t.cpu() for t in self._img]) if self._img and not self._summed_only else torch.full((1,), torch.nan)
         return {**seg_scores(self._cm), "mIoU_image": float(img.double().nanmean())}
+
+# %% ../nbs/04_metrics.ipynb #66ef5f5c
+from .detection.postprocess import coco_eval
