@@ -45,7 +45,7 @@ class DataConfig:
     multiscale: tuple = ()       # detection: (min, max) random input sizes, multiples of 32, new every `multiscale_every` batches; () = off
     multiscale_every: int = 10   # YOLOX: 10; YOLOv3: the accumulation steps
 
-# %% ../nbs/00a_config.ipynb #fea8420d
+# %% ../nbs/00a_config.ipynb #c2b68cf4
 @dataclass
 class ModelConfig:
     name: str = "deeplabv3_mobilenet_v3_large"  # a name from `list_models()`
@@ -66,6 +66,7 @@ class LossConfig:
     class_weights: tuple = ()    # per-class CE weights; () = uniform
     hyp: str = ""                # YOLOv3: hyperparameter YAML ("" = the shipped hyp.yaml), rescaled once for classes and img_size
     weights: dict = field(default_factory=dict)  # named loss-term weights, e.g. {"dice": 1, "bce": 1, "iou": 1} (promptable segmentation)
+    multimask: str = "all"       # promptable segmentation: supervise all 3 candidate masks, or only the "best" one
 
 @dataclass
 class OptimConfig:

@@ -14,7 +14,7 @@ from .models.yolov3_loss import load_hyp
 
 # %% auto #0
 __all__ = ['seg_shapes', 'deeplabv3_r50_voc', 'pspnet_r50_cityscapes_512x1024_40k', 'shapes_experiment', 'yolox_s_coco',
-           'yolox_nano_shapes', 'yolov3_spp_voc', 'yolov3_tiny_shapes']
+           'yolox_nano_shapes', 'yolov3_spp_voc', 'yolov3_tiny_shapes', 'efficient_sam_shapes']
 
 # %% ../nbs/09_experiments.ipynb #40aaf608
 @register_experiment
@@ -117,3 +117,17 @@ def yolov3_tiny_shapes() -> ExpConfig:
     cfg.model = ModelConfig(name="yolov3_tiny", nms="yolov3_eval")
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
+
+# %% ../nbs/09_experiments.ipynb #3012d9cc
+@register_experiment
+def efficient_sam_shapes() -> ExpConfig:
+    "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO instance masks), CPU-sized."
+    return ExpConfig(
+        task="promptable_segmentation",
+        data=DataConfig(name="coco", img_size=128, batch_size=4, eval_batch_size=8, num_workers=0,
+                        aug={"prompt": "box", "prompts_per_image": 4, "bbox_shift": 5, "flip": False, "cache_embeddings": "auto"}),
+        model=ModelConfig(name="efficient_sam_vitt", freeze="encoder"),
+        loss=LossConfig(weights={"dice": 1.0, "bce": 1.0, "iou": 1.0}),
+        optim=OptimConfig(name="adamw", lr=1e-3, momentum=0.9, weight_decay=0.01),
+        sched=SchedConfig(name="plateau", warmup_epochs=0, plateau_factor=0.9, plateau_patience=5),
+        train=TrainConfig(epochs=20, eval_every=1, best_metric="dice"))
