@@ -133,7 +133,7 @@ class ObjectMetric:
             out.update({name: float(v.mean()) if len(v) else float("nan"), f"{name}_median": q[0], f"{name}_p10": q[1], f"{name}_p90": q[2]})
         return out
 
-# %% ../../nbs/08c_tasks.promptable.ipynb #9e67c166
+# %% ../../nbs/08c_tasks.promptable.ipynb #bd4bcfbd
 class PromptableSam(EfficientSam):
     "`EfficientSam` for training: optional frozen encoder (kept in eval mode), cached embeddings, its preprocessing."
     freeze_encoder:bool = False
@@ -141,7 +141,8 @@ class PromptableSam(EfficientSam):
     @classmethod
     def from_model(cls, model:EfficientSam, freeze_encoder:bool=False, preprocess:dict|None=None):
         "Turn `model` (in place) into a `PromptableSam`; the unused single-mask MLP is frozen (see above)."
-        if not isinstance(model, EfficientSam): raise TypeError(f"expected an EfficientSam model, got {type(model).__name__}")
+        if not all(hasattr(model, a) for a in ("image_encoder", "prompt_encoder", "mask_decoder")):  # duck-typed: a notebook may re-define the class
+            raise TypeError(f"expected an EfficientSam model, got {type(model).__name__}")
         model.__class__, model.freeze_encoder, model.preprocess_params = cls, freeze_encoder, preprocess
         model.image_encoder.requires_grad_(not freeze_encoder)
         model.mask_decoder.output_hypernetworks_mlps[0].requires_grad_(False)
