@@ -36,3 +36,14 @@ def test_detection_two_processes_score_like_one(shapes, tmp_path):
     m1, m2 = (json.loads((tmp_path/f"runs/yolox_nano_shapes/{n}/metrics.json").read_text()) for n in ("e1", "e2"))
     drop = lambda m: {k: v for k, v in m.items() if k != "summary"}
     assert drop(m1) == drop(m2)
+
+def test_rect_eval_two_processes(tmp_path):
+    "Rect batches on 2 processes: 9 images in batches of 4, so Accelerate completes the short last batch with images of another shape."
+    from workbench.data.synthetic import generate
+    root = generate(tmp_path/"wide", n_train=16, n_val=9, seed=2, min_size=64, max_size=160, formats="yolo")/"yolo"  # aspect 0.4-2.5
+    args = lambda name, *extra: det_args(root, tmp_path/"runs", name, "yolov3_tiny_shapes", "data.img_size=128", *extra)
+    train(*args("t", "train.epochs=1", "data.no_aug_epochs=0"))
+    w = str(tmp_path/"runs/yolov3_tiny_shapes/t/weights/best.safetensors")
+    for name, n in (("r1", 1), ("r2", 2)):
+        r = train(*args(name, "data.rect=true"), "--eval-only", "--weights", w, nproc=n)
+        assert f"{n} process(es)" in r.stdout and "AP50" in r.stdout

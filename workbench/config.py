@@ -14,7 +14,7 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfi
            'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
 
-# %% ../nbs/00a_config.ipynb #bc6ae8d9
+# %% ../nbs/00a_config.ipynb #23e09b59
 @dataclass
 class DataConfig:
     name: str = "voc"            # dataset layout: voc | cityscapes | folder (segmentation), coco | yolo (detection)
@@ -44,6 +44,7 @@ class DataConfig:
     aug: dict = field(default_factory=dict)  # detection: MosaicDataset arguments (mosaic_prob, mixup_prob, degrees, scale, hsv_prob, ...)
     multiscale: tuple = ()       # detection: (min, max) random input sizes, multiples of 32, new every `multiscale_every` batches; () = off
     multiscale_every: int = 10   # YOLOX: 10; YOLOv3: the accumulation steps
+    rect: bool = False           # detection eval: aspect-sorted rectangular batches of eval_batch_size, sides multiples of 32 (YOLOv3 val)
 
 # %% ../nbs/00a_config.ipynb #c2b68cf4
 @dataclass

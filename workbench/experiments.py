@@ -93,7 +93,7 @@ def yolox_nano_shapes() -> ExpConfig:
     cfg.train = TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
 
-# %% ../nbs/09_experiments.ipynb #8f62544b
+# %% ../nbs/09_experiments.ipynb #57bc1934
 @register_experiment
 def yolov3_spp_voc() -> ExpConfig:
     "YOLOv3-SPP on VOC (YOLO txt), the seed-003 recipe."
@@ -101,7 +101,7 @@ def yolov3_spp_voc() -> ExpConfig:
     return ExpConfig(
         task="detection",
         data=DataConfig(name="yolo", root="?", train_split="train", val_split="valid", img_size=512, batch_size=4, eval_batch_size=8,
-                        num_workers=4, aug={"mosaic_prob": 1.0, **yolov3_aug_kwargs(hyp)}, multiscale=(320, 736), multiscale_every=16),
+                        num_workers=4, aug={"mosaic_prob": 1.0, **yolov3_aug_kwargs(hyp)}, multiscale=(320, 736), multiscale_every=16, rect=True),
         model=ModelConfig(name="yolov3_spp", nms="yolov3_eval"),
         optim=OptimConfig(name="sgd", lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True, weight_decay=hyp["weight_decay"],
                           no_decay_norm_bias=False),
@@ -113,7 +113,7 @@ def yolov3_tiny_shapes() -> ExpConfig:
     "YOLOv3-tiny from scratch on the synthetic shapes (YOLO txt), 160 px, CPU-sized."
     cfg = yolov3_spp_voc()
     cfg.data = DataConfig(name="yolo", train_split="train", val_split="valid", img_size=160, batch_size=16, eval_batch_size=16,
-                          num_workers=0, aug=dict(cfg.data.aug))
+                          num_workers=0, aug=dict(cfg.data.aug), rect=True)
     cfg.model = ModelConfig(name="yolov3_tiny", nms="yolov3_eval")
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg

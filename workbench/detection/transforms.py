@@ -321,7 +321,7 @@ def yolov3_aug_kwargs(hyp:dict) -> dict:
                 mosaic_scale=(1 - s, 1 + s), shear=float(hyp.get("shear", 0.0)), affine_filter=(4, 10, 0.2),
                 hsv_gains=(hyp["hsv_h"], hyp["hsv_s"], hyp["hsv_v"]), center=True)
 
-# %% ../../nbs/02a_detection.transforms.ipynb #b3f5847b
+# %% ../../nbs/02a_detection.transforms.ipynb #33edb4e6
 def sample_info(target:dict, image=None) -> dict:
     "What a prediction needs to go back to the original image: image_id, orig_size (h, w), scale, pad (left, top)."
     hw = tuple(image.shape[-2:]) if image is not None else (0, 0)
@@ -332,16 +332,18 @@ def sample_info(target:dict, image=None) -> dict:
 def detection_collate(batch, # list of (Image uint8 [3, H, W], target dict), all of one size
                       max_labels:int=120, # rows of the padded targets; extra boxes are dropped
                       bgr:bool=False, # reverse the channels: official YOLOX checkpoints were trained on BGR (cv2.imread) input
+                      pad_value:float|None=None, # mixed sizes: pad bottom/right to the largest with this value; None: error
                      ): # (float32 [B, 3, H, W] 0-255, float32 [B, max_labels, 5] (class, cx, cy, w, h) px, list of B info dicts)
     "Stack a detection batch; all-zero target rows are padding."
     sizes = sorted({tuple(im.shape[-2:]) for im, _ in batch})
-    if len(sizes) > 1: raise ValueError(f"detection_collate needs one image size per batch, got {sizes}: letterbox every sample to the "
-                                        "same size (DetTrainTransform, MosaicDataset, DetEvalTransform) or use rect batches (DetEvalDataset(rect_batch=...)) in order")
-    (H, W), B = sizes[0], len(batch)
-    images, targets = torch.empty(B, 3, H, W), torch.zeros(B, max_labels, 5)
+    if len(sizes) > 1 and pad_value is None:
+        raise ValueError(f"detection_collate needs one image size per batch, got {sizes}: letterbox every sample to the same size "
+                         "(DetTrainTransform, MosaicDataset, DetEvalTransform) or use rect batches (DetEvalDataset(rect_batch=...)) in order")
+    (H, W), B = tuple(max(s[k] for s in sizes) for k in (0, 1)), len(batch)
+    images, targets = torch.full((B, 3, H, W), float(pad_value or 0)), torch.zeros(B, max_labels, 5)
     for i, (im, t) in enumerate(batch):
         im = torch.as_tensor(im).as_subclass(torch.Tensor)
-        images[i].copy_(im.flip(0) if bgr else im)
+        images[i, :, :im.shape[-2], :im.shape[-1]].copy_(im.flip(0) if bgr else im)
         b = _xyxy(t["boxes"])[:max_labels]; n = len(b)
         targets[i, :n, 0] = torch.as_tensor(t["labels"])[:n].float()
         targets[i, :n, 1:] = box_convert(b, "xyxy", "cxcywh")
