@@ -6,6 +6,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO/"workbench"/"train.py"
 
+@pytest.fixture(scope="module")
+def one_thread():
+    "torch on one thread for a module's tests (`pytestmark = pytest.mark.usefixtures('one_thread')`)."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory):
     "A small shapes dataset (24 train / 9 val images, all four formats); returns its root."

@@ -172,9 +172,7 @@ needs_seed = pytest.mark.skipif(seed_package() is None, reason=f"YOLOv3 seed sou
 @pytest.fixture(scope="module")
 def recorded(): return torch.load(FIXTURE, weights_only=True)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _same_weights(sd, rec):
     assert abs(checksum(sd) - rec["checksum"]) < 1e-6 * max(1.0, abs(rec["checksum"])), \

@@ -33,7 +33,8 @@ EXPS = {"nano": (0.33, 0.25, True), "s": (0.33, 0.50, False), "darknet53": (1.0,
 ASSIGNERS = {"simota": "yolo_head_main", "simota_v0": "yolo_head"}
 LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "num_fg")
 TRAIN_CASES = [(a, l1) for a in ASSIGNERS for l1 in (False, True)]
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # the official head's torch.cuda.amp.autocast
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),  # the official head's torch.cuda.amp.autocast
+              pytest.mark.usefixtures("one_thread")]
 
 # ---------------------------------------------------------------------------------------------------------------
 # shared between the tests and the fixture recorder (deterministic weights and inputs: CPU `torch.Generator`s)
@@ -151,10 +152,6 @@ needs_official = pytest.mark.skipif(official_package() is None, reason=f"officia
 
 @pytest.fixture(scope="module")
 def recorded(): return torch.load(FIXTURE, weights_only=True)
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
 
 def ours_model(variant, assigner="simota", num_classes=80, seed=0, rec=None):
     "Ours with the seeded random weights; `rec` (a recorded case) checks that they are the ones the fixture was made with."
