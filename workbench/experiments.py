@@ -14,7 +14,8 @@ from .models.yolov3_loss import load_hyp
 
 # %% auto #0
 __all__ = ['seg_shapes', 'deeplabv3_r50_voc', 'pspnet_r50_cityscapes_512x1024_40k', 'shapes_experiment', 'yolox_s_coco',
-           'yolox_nano_shapes', 'yolov3_spp_voc', 'yolov3_tiny_shapes', 'efficient_sam_shapes']
+           'yolox_nano_shapes', 'yolov3_spp_voc', 'yolov3_tiny_shapes', 'efficient_sam_shapes',
+           'efficient_sam_shapes_scratch']
 
 # %% ../nbs/09_experiments.ipynb #40aaf608
 @register_experiment
@@ -119,7 +120,7 @@ def yolov3_tiny_shapes() -> ExpConfig:
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
 
-# %% ../nbs/09_experiments.ipynb #3012d9cc
+# %% ../nbs/09_experiments.ipynb #e182ef83
 @register_experiment
 def efficient_sam_shapes() -> ExpConfig:
     "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO instance masks), CPU-sized."
@@ -132,3 +133,10 @@ def efficient_sam_shapes() -> ExpConfig:
         optim=OptimConfig(name="adamw", lr=1e-3, momentum=0.9, weight_decay=0.01),
         sched=SchedConfig(name="plateau", warmup_epochs=0, plateau_factor=0.9, plateau_patience=5),
         train=TrainConfig(epochs=20, eval_every=1, best_metric="dice"))
+
+@register_experiment
+def efficient_sam_shapes_scratch() -> ExpConfig:
+    "EfficientSAM-Ti trained end to end from random weights on the synthetic shapes: weights for `efficient_sam_shapes` to fine-tune."
+    cfg = efficient_sam_shapes()
+    cfg.model.freeze, cfg.optim.lr_mult = "", {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4, prompt encoder and decoder 1e-3
+    return cfg
