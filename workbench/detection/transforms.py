@@ -321,7 +321,7 @@ def yolov3_aug_kwargs(hyp:dict) -> dict:
                 mosaic_scale=(1 - s, 1 + s), shear=float(hyp.get("shear", 0.0)), affine_filter=(4, 10, 0.2),
                 hsv_gains=(hyp["hsv_h"], hyp["hsv_s"], hyp["hsv_v"]), center=True)
 
-# %% ../../nbs/02a_detection.transforms.ipynb #33edb4e6
+# %% ../../nbs/02a_detection.transforms.ipynb #962f6b27
 def sample_info(target:dict, image=None) -> dict:
     "What a prediction needs to go back to the original image: image_id, orig_size (h, w), scale, pad (left, top)."
     hw = tuple(image.shape[-2:]) if image is not None else (0, 0)
@@ -340,7 +340,8 @@ def detection_collate(batch, # list of (Image uint8 [3, H, W], target dict), all
         raise ValueError(f"detection_collate needs one image size per batch, got {sizes}: letterbox every sample to the same size "
                          "(DetTrainTransform, MosaicDataset, DetEvalTransform) or use rect batches (DetEvalDataset(rect_batch=...)) in order")
     (H, W), B = tuple(max(s[k] for s in sizes) for k in (0, 1)), len(batch)
-    images, targets = torch.full((B, 3, H, W), float(pad_value or 0)), torch.zeros(B, max_labels, 5)
+    images = torch.empty(B, 3, H, W) if len(sizes) == 1 else torch.full((B, 3, H, W), float(pad_value))
+    targets = torch.zeros(B, max_labels, 5)
     for i, (im, t) in enumerate(batch):
         im = torch.as_tensor(im).as_subclass(torch.Tensor)
         images[i, :, :im.shape[-2], :im.shape[-1]].copy_(im.flip(0) if bgr else im)
