@@ -23,10 +23,11 @@ __all__ = ['Task', 'register_task', 'scalars', 'param_groups', 'build_optimizer'
            'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'read_results',
            'write_results']
 
-# %% ../nbs/07_learner.ipynb #3e142758
+# %% ../nbs/07_learner.ipynb #c529e21a
 class Task:
     "Base class of what a task plugs into `Learner`; subclasses override the methods that raise."
-    collate_fn = None
+    collate_fn = None  # batches of both loaders
+    eval_collate_fn = None  # the val loader's, when it must differ (None: `collate_fn`)
     def __init__(self, cfg:ExpConfig): self.cfg = cfg
     def build_datasets(self): raise NotImplementedError  # -> (train_ds, val_ds)
     def build_model(self) -> nn.Module: raise NotImplementedError
@@ -38,6 +39,8 @@ class Task:
     def summary(self, metrics:dict) -> str: return json.dumps(scalars(metrics), indent=1)
     def plots(self, learner) -> dict: return {}  # name -> matplotlib Figure, saved into plots/
     def on_epoch_start(self, learner): pass  # e.g. switch an augmentation stage or a loss term at an epoch
+    @property
+    def val_collate(self): return self.eval_collate_fn or self.collate_fn
 
 _tasks = {}
 def register_task(name:str):
@@ -193,7 +196,7 @@ def check_batchnorm_batch(model:nn.Module, batch_size:int):
     if batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError(f"data.batch_size={batch_size} per device, but the model has BatchNorm layers: use at least 2")
 
-# %% ../nbs/07_learner.ipynb #8e506ee1
+# %% ../nbs/07_learner.ipynb #111a2e90
 class Learner:
     "Train and evaluate `cfg` (an `ExpConfig`) in `run_dir` through Accelerate."
     def __init__(self, cfg:ExpConfig, run_dir, accelerator:Accelerator|None=None):
@@ -206,7 +209,8 @@ class Learner:
         with acc.main_process_first(): self.train_ds, self.val_ds = self.task.build_datasets()
         model = self.task.build_model()
         check_batchnorm_batch(model, cfg.data.batch_size)
-        mk = lambda ds, train: make_loader(ds, cfg.data, train, self.task.collate_fn, cfg.train.seed, cfg.train.drop_last)
+        mk = lambda ds, train: make_loader(ds, cfg.data, train, self.task.collate_fn if train else self.task.val_collate,
+                                           cfg.train.seed, cfg.train.drop_last)
         self.seeded_train = SeededDataset(self.train_ds, cfg.train.seed)
         self.model, self.opt, self.train_dl, self.val_dl = acc.prepare(
             model, build_optimizer(model, cfg.optim), mk(self.seeded_train, True), mk(self.val_ds, False))

@@ -58,7 +58,7 @@ class DetectionTask(Task):
         if d.name == "yolo": return YOLODataset.from_data_file(_data_file(root), split)
         raise ValueError(f"data.name={d.name!r}: the detection task reads 'coco' or 'yolo' data")
 
-# %% ../../nbs/08b_tasks.detection.ipynb #a7a24787
+# %% ../../nbs/08b_tasks.detection.ipynb #1e41256e
 @patch
 def build_datasets(self:DetectionTask):
     d, tc = self.cfg.data, self.cfg.train
@@ -68,7 +68,9 @@ def build_datasets(self:DetectionTask):
     no_aug_from = tc.epochs - d.no_aug_epochs if d.no_aug_epochs else None
     self.train_ds = MosaicDataset(train, d.img_size, no_aug_from=no_aug_from, **d.aug)
     self.multiscale = MultiScale(*d.multiscale, d.multiscale_every, 32, tc.seed, first=d.img_size) if d.multiscale else None
-    if d.rect: self.collate_fn = partial(detection_collate, pad_value=114)  # see `DetEvalDataset`: Accelerate may complete the last batch
+    # rect evaluation: Accelerate may complete the last val batch with another shape (see `DetEvalDataset`), so pad it;
+    # training batches keep the strict one-size check
+    self.eval_collate_fn = partial(detection_collate, pad_value=114) if d.rect else None
     return self.train_ds, DetEvalDataset(val, d.img_size, rect_batch=d.eval_batch_size if d.rect else 0)
 
 # %% ../../nbs/08b_tasks.detection.ipynb #9773826a
@@ -128,7 +130,7 @@ class DetMetric:
 @patch
 def new_metric(self:DetectionTask): return DetMetric(self.gt, self.cat_ids, self.classes)
 
-# %% ../../nbs/08b_tasks.detection.ipynb #35db60b3
+# %% ../../nbs/08b_tasks.detection.ipynb #18fa93ef
 @patch
 def summary(self:DetectionTask, metrics:dict) -> str:
     "pycocotools' summary lines and the per-class AP table."
@@ -142,7 +144,7 @@ def summary(self:DetectionTask, metrics:dict) -> str:
 def predict_samples(self:DetectionTask, model, val_ds, n:int=8, preset:str="yolox_predict"): # -> (images, gts, dets) in original pixels
     "Predictions (the `preset` thresholds) on the first `n` val images, with their original images and ground truth."
     idx = list(range(min(n, len(val_ds))))
-    images, _, infos = self.collate_fn([val_ds[i] for i in idx])
+    images, _, infos = self.val_collate([val_ds[i] for i in idx])
     preds = model.eval()(images.to(next(model.parameters()).device)*self.scale)
     dets = postprocess(preds[0] if isinstance(preds, (tuple, list)) else preds, **NMS_PRESETS[preset], infos=infos)
     raw = [val_ds.dataset.load(i) for i in idx]
