@@ -57,10 +57,11 @@ def pspnet_r50_cityscapes_512x1024_40k() -> ExpConfig:
         sched=SchedConfig(name="poly", warmup_epochs=0, power=0.9, min_lr_ratio=0.01),
         train=TrainConfig(iters=40_000, eval_every=3, grad_accum=1))
 
-# %% ../nbs/09_experiments.ipynb #46d3179d
+# %% ../nbs/09_experiments.ipynb #04346d13
 _SHAPES_MODELS = {"deeplabv3_mobilenet_v3_large": {}, "deeplabv3_resnet50": {}, "deeplabv3_resnet101": {}, "fcn_resnet50": {},
                   "pspnet_r50": {}, "encdec_fcn_r50": {}, "encdec_tiny": {"width": 32}, "unet_monai": {}, "simple_fcn": {}}
-_SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": ["optim.lr=0.002", "data.eval_size=216", "train.epochs=40", "train.eval_every=5"]}
+_SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": ["optim.lr=0.002", "data.eval_size=216", "model.test_mode=slide", "model.test_crop=128",
+                                                      "model.test_stride=85", "train.epochs=40", "train.eval_every=5"]}
 
 def shapes_experiment(model:str, **kwargs) -> ExpConfig:
     "`seg_shapes` with another registered segmentation model (and that model's `_SHAPES_OVERRIDES`)."
