@@ -121,17 +121,17 @@ def yolov3_tiny_shapes() -> ExpConfig:
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
 
-# %% ../nbs/09_experiments.ipynb #e182ef83
+# %% ../nbs/09_experiments.ipynb #b2138527
 @register_experiment
 def efficient_sam_shapes() -> ExpConfig:
     "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO instance masks), CPU-sized."
     return ExpConfig(
         task="promptable_segmentation",
-        data=DataConfig(name="coco", img_size=128, batch_size=4, eval_batch_size=8, num_workers=0,
+        data=DataConfig(name="coco", img_size=192, batch_size=4, eval_batch_size=8, num_workers=0,
                         aug={"prompt": "box", "prompts_per_image": 4, "bbox_shift": 5, "flip": False, "cache_embeddings": "auto"}),
         model=ModelConfig(name="efficient_sam_vitt", freeze="encoder"),
         loss=LossConfig(weights={"dice": 1.0, "bce": 1.0, "iou": 1.0}),
-        optim=OptimConfig(name="adamw", lr=1e-3, momentum=0.9, weight_decay=0.01),
+        optim=OptimConfig(name="adamw", lr=1e-4, momentum=0.9, weight_decay=0.01),
         sched=SchedConfig(name="plateau", warmup_epochs=0, plateau_factor=0.9, plateau_patience=5),
         train=TrainConfig(epochs=20, eval_every=1, best_metric="dice"))
 
@@ -140,4 +140,6 @@ def efficient_sam_shapes_scratch() -> ExpConfig:
     "EfficientSAM-Ti trained end to end from random weights on the synthetic shapes: weights for `efficient_sam_shapes` to fine-tune."
     cfg = efficient_sam_shapes()
     cfg.model.freeze, cfg.optim.lr_mult = "", {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4, prompt encoder and decoder 1e-3
+    cfg.optim.lr, cfg.data.aug["flip"] = 1e-3, True  # no embedding cache to keep (the encoder trains): flips are free
+    cfg.sched.name, cfg.sched.warmup_epochs, cfg.train.epochs, cfg.train.clip_grad = "poly", 1, 12, 1.0  # poly power 0.9
     return cfg
