@@ -121,7 +121,7 @@ def yolov3_tiny_shapes() -> ExpConfig:
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
 
-# %% ../nbs/09_experiments.ipynb #b2138527
+# %% ../nbs/09_experiments.ipynb #d17ef1fc
 @register_experiment
 def efficient_sam_shapes() -> ExpConfig:
     "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO instance masks), CPU-sized."
@@ -139,7 +139,7 @@ def efficient_sam_shapes() -> ExpConfig:
 def efficient_sam_shapes_scratch() -> ExpConfig:
     "EfficientSAM-Ti trained end to end from random weights on the synthetic shapes: weights for `efficient_sam_shapes` to fine-tune."
     cfg = efficient_sam_shapes()
-    cfg.model.freeze, cfg.optim.lr_mult = "", {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4, prompt encoder and decoder 1e-3
-    cfg.optim.lr, cfg.data.aug["flip"] = 1e-3, True  # no embedding cache to keep (the encoder trains): flips are free
+    cfg.optim.lr, cfg.optim.lr_mult = 1e-3, {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4, prompt encoder and decoder 1e-3
+    cfg.model.freeze, cfg.data.aug["flip"] = "", True  # the encoder trains, so no embedding cache to keep: flips are free
     cfg.sched.name, cfg.sched.warmup_epochs, cfg.train.epochs, cfg.train.clip_grad = "poly", 1, 12, 1.0  # poly power 0.9
     return cfg
