@@ -113,7 +113,7 @@ def _images_like_masks(batch): # -> [B, 3, H', W'] images resized to their masks
         out[i, :, :H, :W] = F.interpolate(batch["image"][i:i + 1, :, :h, :w], size=(H, W), mode="bilinear", align_corners=False)[0]
     return out
 
-# %% ../../nbs/08_tasks.segmentation.ipynb #5969c1a9
+# %% ../../nbs/08_tasks.segmentation.ipynb #95690eee
 @patch
 def summary(self:SegmentationTask, metrics:dict) -> str:
     "Per-class table and the headline numbers."
@@ -126,7 +126,7 @@ def summary(self:SegmentationTask, metrics:dict) -> str:
 def plots(self:SegmentationTask, learner) -> dict:
     "Predictions next to ground truth on the first val images, confusion matrix and per-class IoU."
     from workbench import viz
-    batch = self.collate_fn([learner.val_ds[i] for i in range(min(8, len(learner.val_ds)))])
+    batch = self.val_collate([learner.val_ds[i] for i in range(min(8, len(learner.val_ds)))])
     with torch.no_grad(): pred = self.predict(learner.eval_model.eval(), {k: v.to(learner.acc.device) for k, v in batch.items()})
     images = _images_like_masks(batch)
     d, cm = self.cfg.data, learner.last_metric.confusion
