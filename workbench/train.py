@@ -6,12 +6,12 @@
 __all__ = []
 
 # %% ../nbs/11_train.ipynb #4ee70b4e
-#| eval: false
 import os, sys
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from fastcore.imports import IN_NOTEBOOK
+if "__file__" in globals():  # run as a file: drop workbench/ itself from sys.path
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 import workbench.cli
 
 # %% ../nbs/11_train.ipynb #8d856be4
-#| eval: false
-if __name__ == "__main__": sys.exit(workbench.cli.main())
+if __name__ == "__main__" and not IN_NOTEBOOK: sys.exit(workbench.cli.main())
