@@ -21,7 +21,8 @@ def notebooks(paths): # list of Path
     found = []
     for p in map(Path, paths or [ROOT/"nbs"]):
         found += sorted(p.rglob("*.ipynb")) if p.is_dir() else [p]
-    return [p for p in found if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_")]
+    return [p.resolve() for p in found
+            if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_")]
 
 def kernel_env() -> dict:
     "The environment of a kernel started from JupyterLab: no forced Agg backend, so figures show inline."
@@ -44,7 +45,8 @@ def run_one(path:Path, out:Path|None, timeout:int):
     except CellExecutionError as e: return path, time.perf_counter() - t0, [(-1, str(e)[-500:])]
     secs = time.perf_counter() - t0
     if out is not None:
-        dest = out/path.resolve().relative_to(ROOT/"nbs")
+        nbs = ROOT/"nbs"
+        dest = out/(path.relative_to(nbs) if path.is_relative_to(nbs) else path.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dest)
     return path, secs, errors(nb)
@@ -62,8 +64,8 @@ def main(argv=None) -> int:
             failed += bool(errs)
             print(f"{'FAIL' if errs else 'ok  '} {secs:6.1f}s  {path.relative_to(ROOT)}", flush=True)
             for i, msg in errs: print(f"       cell {i}: {msg}", flush=True)
-    print(f"Run All: {len(nbs) - failed} passed, {failed} failed "
-          f"({time.perf_counter() - t0:.0f}s)")
+    print(f"Run All of {len(nbs)} notebooks took {time.perf_counter() - t0:.0f}s")
+    print(f"Run All: {len(nbs) - failed} passed, {failed} failed")
     return 1 if failed or not nbs else 0
 
 if __name__ == "__main__": sys.exit(main())

@@ -17,7 +17,7 @@ import workbench.experiments, workbench.tasks.segmentation, workbench.tasks.dete
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'run',
-           'user_message', 'main']
+           'user_message', 'main', 'launch_command', 'launch']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
@@ -133,3 +133,33 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, KeyError, NonFiniteLoss) as e:
         if os.environ.get("WORKBENCH_DEBUG"): raise
         print(f"error: {user_message(e)}", file=sys.stderr); return 2
+
+# %% ../nbs/10_cli.ipynb #55c91f60
+def launch_command(argv:list, # arguments of `workbench/train.py`
+                   num_processes:int=2, # processes on this machine (GPUs, or CPU processes)
+                  ) -> list: # the command line `launch` runs
+    "torchrun over `python -m workbench.train argv`, on a free local port."
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={num_processes}", "-m", "workbench.train", *map(str, argv)]
+
+def _stream(proc, out):
+    "Copy `proc`'s output to `out` chunk by chunk, keeping carriage returns for progress bars."
+    while chunk := os.read(proc.stdout.fileno(), 4096):
+        out.write(chunk.decode(errors="replace")); out.flush()
+
+# %% ../nbs/10_cli.ipynb #08bb221b
+def launch(argv:list, # arguments of `workbench/train.py`, e.g. ["--exp", "seg_shapes"]
+           num_processes:int=2, # data-parallel processes
+           env:dict|None=None, # extra environment variables for the processes
+           cwd=None, # working directory (default: the kernel's); relative paths in `argv` resolve here
+          ) -> int: # the exit code (0: done)
+    "Run `workbench/train.py argv` as `num_processes` data-parallel processes, streaming the output."
+    import subprocess
+    e = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", **(env or {})}
+    if not torch.cuda.is_available(): e.setdefault("ACCELERATE_USE_CPU", "1")
+    proc = subprocess.Popen(launch_command(argv, num_processes), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=e, cwd=cwd)
+    try: _stream(proc, sys.stdout)
+    except KeyboardInterrupt: proc.terminate()
+    finally: code = proc.wait()
+    return code
