@@ -22,7 +22,7 @@ def test_two_processes_from_a_notebook_equal_the_cli(shapes, tmp_path):
                             REPO, env)
     text = "".join(o.get("text", "") for o in outputs)
     assert not [o for o in outputs if o.output_type == "error"], text
-    assert "2 process(es) on cpu" in text, text
+    assert "2 process(es) (gloo) on cpu" in text, text
     train(*args("cli"), nproc=2)
     runs = tmp_path/"runs"/"seg_shapes"
     assert sorted(p.name for p in runs.iterdir()) == ["cli", "nb"]  # one folder per run, not per process

@@ -16,8 +16,8 @@ from .models import load_pretrained
 import workbench.experiments, workbench.tasks.segmentation, workbench.tasks.detection, workbench.tasks.promptable
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'run',
-           'user_message', 'main', 'launch_command', 'launch']
+__all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'processes',
+           'header', 'run', 'user_message', 'main', 'launch_command', 'launch']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
@@ -93,6 +93,19 @@ def eval_weights(args, exp:str) -> Path:
     if run is None: raise FileNotFoundError(f"--eval-only: give --weights, or train {exp} first (no run with weights/best.safetensors)")
     return Path(run)/"weights"/"best.safetensors"
 
+# %% ../nbs/10_cli.ipynb #6f427ee3
+def processes(acc) -> str:
+    "How the run is spread, e.g. '2 process(es) (gloo) on cpu, 1 thread each' or '1 process(es) on cuda'."
+    backend = f" ({acc.state.backend})" if acc.num_processes > 1 and acc.state.backend else ""
+    threads = f", {torch.get_num_threads()} thread(s) each" if acc.device.type == "cpu" else ""
+    return f"{acc.num_processes} process(es){backend} on {acc.device.type}{threads}"
+
+def header(exp:str, run_dir, learner) -> str:
+    "The line a run starts with: experiment, run folder, processes and device, precision, sample counts."
+    acc = learner.acc
+    return (f"{exp} -> {Path(run_dir).resolve()} | {processes(acc)}, mixed precision {acc.mixed_precision}, "
+            f"{len(learner.train_ds)} train / {len(learner.val_ds)} val samples")
+
 # %% ../nbs/10_cli.ipynb #2aba93fc
 def run(args) -> int:
     "Resolve, build, then fit or evaluate. Returns the exit code."
@@ -105,10 +118,7 @@ def run(args) -> int:
     if resume and (Path(resume)/"config.yaml").is_file():
         cfg, _ = resolve_config(args, base=load_config(Path(resume)/"config.yaml"))
     learner = Learner(cfg, run_dir, make_accelerator(cfg, run_dir))
-    acc = learner.acc
-    if learner.is_main: print(f"{exp} -> {run_dir.resolve()} | {acc.num_processes} process(es) on {acc.device} "
-                              f"({torch.get_num_threads()} threads each), "
-                              f"mixed precision {acc.mixed_precision}, {len(learner.train_ds)} train / {len(learner.val_ds)} val samples")
+    if learner.is_main: print(header(exp, run_dir, learner))
     if args.eval_only:
         load_pretrained(learner.acc.unwrap_model(learner.model), load_weights(eval_weights(args, exp)), strict=True)
         metrics = learner.evaluate(learner.model); learner.write_metrics(metrics)
