@@ -8,20 +8,23 @@ import csv, math, re
 from pathlib import Path
 import numpy as np, torch
 import matplotlib.pyplot as plt
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'denormalize', 'overlay_mask', 'overlay_boxes', 'show_seg_batch', 'show_det_batch', 'plot_lr',
-           'plot_history', 'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
+__all__ = ['IGNORE_RGB', 'class_colors', 'text_label', 'class_legend', 'denormalize', 'overlay_mask', 'draw_boxes',
+           'overlay_boxes', 'image_iou', 'show_seg_batch', 'show_det_batch', 'plot_lr', 'plot_history',
+           'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
 
 # %% ../nbs/05_viz.ipynb #914f3994
 def _subplots(n:int, ncols:int, size=(3, 3)):
     "A closed figure with `n` axes on a grid `ncols` wide (unused cells removed); `size` is per axis (w, h)."
     ncols = max(1, min(ncols, n)); nrows = math.ceil(n / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, layout="constrained")
+    fig, axs = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
+                            layout="constrained")
     plt.close(fig)
     for ax in axs.flat[n:]: fig.delaxes(ax)
     return fig, list(axs.flat[:n])
@@ -30,8 +33,60 @@ def _imshow(ax, img, title=None): # img: uint8 [3, H, W]
     ax.imshow(img.permute(1, 2, 0).cpu().numpy()); ax.set_axis_off()
     if title: ax.set_title(title, fontsize=9)
 
+def _short(name, n:int=28) -> str:
+    "`name` as text, its middle cut to keep `n` characters (long file names in small panels)."
+    s = str(name); return s if len(s) <= n else s[:n // 2 - 1] + "…" + s[-(n - n // 2):]
+
 # %% ../nbs/05_viz.ipynb #e53de37e
 from .data.seg_layouts import voc_palette  # lives with the datasets, which carry their palettes
+
+# %% ../nbs/05_viz.ipynb #d521f3c1
+def class_colors(labels, # class ids (ints)
+                 n_classes:int|None=None, # number of classes: tab10 up to 10, tab20 above
+                 palette=None, # uint8 [K, 3] colours instead, indexed by id mod K
+                ) -> list: # one (r, g, b) tuple in [0, 1] per label
+    "The fixed colour of each class id (id mod the palette's length)."
+    if palette is None:
+        cmap = plt.get_cmap("tab10" if (n_classes or 0) <= 10 else "tab20")
+        pal = np.array([cmap(i)[:3] for i in range(cmap.N)])
+    else: pal = np.asarray(palette, dtype=np.float64) / 255
+    return [tuple(float(v) for v in pal[int(c) % len(pal)]) for c in labels]
+
+# %% ../nbs/05_viz.ipynb #9771226f
+def _ink(rgb) -> str:
+    "'black' or 'white', whichever reads better on `rgb` (floats in [0, 1])."
+    r, g, b = rgb[:3]; return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+def text_label(ax, x:float, y:float, # position in data units (pixels for images)
+               text:str, color=(1., 1., 1.), # background colour of the text's box
+               fontsize:float=7, ha:str="left", va:str="bottom"):
+    "Text on a box of `color`, clamped into the axes' view and clipped to the axes. Returns the Text."
+    (l, r), (lo, hi) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    x, y = min(max(float(x), l), r), min(max(float(y), lo), hi)
+    box = dict(boxstyle="square,pad=0.2", facecolor=color, edgecolor="none", alpha=0.85)
+    return ax.text(x, y, text, ha=ha, va=va, fontsize=fontsize, color=_ink(color), bbox=box,
+                   clip_on=True)
+
+# %% ../nbs/05_viz.ipynb #06f7a6d6
+IGNORE_RGB = (224, 224, 192)
+
+def class_legend(target, # Figure (legend below the panels) or Axes (legend inside)
+                 names:list, # the entries' labels
+                 colors:list, # one colour per entry, RGB floats in [0, 1]
+                 ignore:bool=False, # add an entry for ignored pixels (255) in `IGNORE_RGB`
+                 title:str|None=None,
+                 ncols:int|None=None, # legend columns; None: as many as the figure's width fits, up to 6
+                ): # Legend, or None when there is nothing to show
+    "A legend of coloured patches."
+    hs = [Patch(facecolor=c, edgecolor="k", lw=0.5, label=str(n)) for n, c in zip(names, colors)]
+    if ignore: hs.append(Patch(facecolor=np.array(IGNORE_RGB) / 255, edgecolor="k", lw=0.5,
+                               label="ignore (255)"))
+    if not hs: return None
+    if not isinstance(target, plt.Figure): loc, fits = "best", 1
+    else: loc, fits = ("outside " if target.get_layout_engine() else "") + "lower center", target.get_figwidth()
+    ncols = ncols or max(1, min(6, int(fits / 1.4)))
+    return target.legend(handles=hs, loc=loc, ncols=min(ncols, len(hs)), fontsize=8, title=title,
+                         title_fontsize=8)
 
 # %% ../nbs/05_viz.ipynb #ace99432
 def denormalize(img:torch.Tensor, # float [3, H, W] or [B, 3, H, W], `(x/255 - mean) / std`
@@ -46,44 +101,65 @@ def denormalize(img:torch.Tensor, # float [3, H, W] or [B, 3, H, W], `(x/255 - m
     return ((img * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 # %% ../nbs/05_viz.ipynb #55ded96a
-IGNORE_RGB = (224, 224, 192)
-
 def overlay_mask(img:torch.Tensor, # uint8 [3, H, W]
                  mask:torch.Tensor, # int [H, W] (or [1, H, W]) class labels
-                 palette=None, # uint8 [K, 3] class colours, indexed by label mod K (default `voc_palette()`)
+                 palette=None, # uint8 [K, 3] class colours by label mod K (default `voc_palette()`)
                  alpha:float=0.5, # opacity of the painted colours
                  ignore_index:int|None=255, # painted in `IGNORE_RGB`
                 ) -> torch.Tensor: # uint8 [3, H, W]
     "Blend class colours over `img`; class 0 (background) is left unchanged."
     mask = mask.squeeze(0) if mask.ndim == 3 else mask
-    if mask.shape != img.shape[-2:]: raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(img.shape)}")
+    if mask.shape != img.shape[-2:]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(img.shape)}")
     pal = voc_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
     mask = mask.to(img.device)
     labels = [c for c in mask.unique().tolist() if c != 0]
     if not labels: return img.clone()
-    colors = [IGNORE_RGB if c == ignore_index else tuple(int(v) for v in pal[c % len(pal)]) for c in labels]
+    colors = [IGNORE_RGB if c == ignore_index else tuple(int(v) for v in pal[c % len(pal)])
+              for c in labels]
     out = draw_segmentation_masks(img, torch.stack([mask == c for c in labels]), alpha=alpha, colors=colors)
     return torch.where(mask != 0, out, img)  # exact background, whatever the blending rounds to
 
 # %% ../nbs/05_viz.ipynb #d3efbed5
-def _box_colors(labels, palette):
-    pal = (np.array([plt.get_cmap("tab20")(i)[:3] for i in range(20)]) * 255).astype(np.uint8) if palette is None else np.asarray(palette)
-    return [tuple(int(v) for v in pal[int(c) % len(pal)]) for c in labels]
+def _class_name(classes, c:int) -> str:
+    return str(classes[c]) if classes is not None and 0 <= c < len(classes) else f"class {c}"
 
+def _box_caption(ax, box, text:str, color, fontsize:float):
+    "Caption above the box's top-left corner; inside the box at the top border; right-aligned at the right."
+    (x0, y0, x1, y1), (l, r), (top, bottom) = box, sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    inside, right = y0 - top < 0.08 * (bottom - top), x0 > l + 0.7 * (r - l)
+    return text_label(ax, x1 if right else x0, y0, text, color, fontsize,
+                      ha="right" if right else "left", va="top" if inside else "bottom")
+
+def draw_boxes(ax, # an image panel (y axis pointing down, as `imshow` leaves it)
+               boxes_xyxy, # float [N, 4] xyxy, pixels
+               labels=None, # int [N] class ids: colour and caption (default all 0)
+               scores=None, # float [N], written after the class name
+               classes=None, # class names indexed by id (captions `class <id>` without)
+               palette=None, # uint8 [K, 3] colours instead of tab10/tab20
+               lw:float=1.5, fontsize:float=7, captions:bool=True):
+    "Boxes as rectangles coloured by class, captioned `name score` on a box of that colour. Returns `ax`."
+    boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float64).reshape(-1, 4).tolist()
+    labels = [0] * len(boxes) if labels is None else torch.as_tensor(labels).reshape(-1).long().tolist()
+    cols = class_colors(labels, len(classes) if classes is not None else None, palette)
+    for k, ((x0, y0, x1, y1), c, col) in enumerate(zip(boxes, labels, cols)):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=col, lw=lw))
+        txt = _class_name(classes, c) + (f" {float(scores[k]):.2f}" if scores is not None else "")
+        if captions: _box_caption(ax, (x0, y0, x1, y1), txt, col, fontsize)
+    return ax
+
+# %% ../nbs/05_viz.ipynb #a7edcecd
 def overlay_boxes(img:torch.Tensor, # uint8 [3, H, W]
                   boxes_xyxy:torch.Tensor, # float [N, 4] xyxy, pixels
-                  labels:torch.Tensor|None=None, # int [N] class ids (colour and caption)
-                  scores:torch.Tensor|None=None, # float [N], shown after the class name
-                  classes=None, # class names indexed by label
-                  palette=None, # uint8 [K, 3] colours indexed by label mod K (default tab20)
+                  labels:torch.Tensor|None=None, # int [N] class ids (colour)
+                  n_classes:int|None=None, # tab10 up to 10 classes, tab20 above
+                  palette=None, # uint8 [K, 3] colours indexed by label mod K
                   width:int=2,
                  ) -> torch.Tensor: # uint8 [3, H, W]
-    "Draw boxes coloured by class with optional `name score` captions."
+    "Boxes drawn into the image's pixels, coloured by class (see `class_colors`)."
     labels = torch.zeros(len(boxes_xyxy), dtype=torch.long) if labels is None else labels
-    text = [str(classes[int(c)]) if classes is not None else str(int(c)) for c in labels]
-    if scores is not None: text = [f"{t} {float(s):.2f}" for t, s in zip(text, scores)]
-    captions = text if (classes is not None or scores is not None) else None
-    return draw_bounding_boxes(img, boxes_xyxy, labels=captions, colors=_box_colors(labels, palette), width=width)
+    cols = [tuple(round(v * 255) for v in c) for c in class_colors(labels.tolist(), n_classes, palette)]
+    return draw_bounding_boxes(img, boxes_xyxy, colors=cols, width=width)
 
 # %% ../nbs/05_viz.ipynb #cb2eac41
 def _to_uint8(images, mean, std):
@@ -92,53 +168,85 @@ def _to_uint8(images, mean, std):
     if mean is not None and std is not None: return denormalize(images.float(), mean, std)
     return (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
 
-def _pix_acc(pred, mask, ignore_index):
+def image_iou(pred:torch.Tensor, # int [H, W] predicted labels
+              mask:torch.Tensor, # int [H, W] ground truth
+              ignore_index:int|None=255, # pixels excluded
+             ) -> float:
+    "Mean IoU over the classes present in `mask` or `pred` (NaN without valid pixels)."
     valid = mask != ignore_index if ignore_index is not None else torch.ones_like(mask, dtype=torch.bool)
-    return (pred[valid] == mask[valid]).float().mean().item() if valid.any() else float("nan")
+    p, m = pred[valid], mask[valid]
+    ious = [((p == c) & (m == c)).sum() / ((p == c) | (m == c)).sum() for c in torch.cat([p, m]).unique()]
+    return torch.stack(ious).float().mean().item() if ious else float("nan")
 
-def _class_legend(fig, classes, pal, maps, ignore_index):
-    "Legend of the classes present in `maps` (background and ignore excluded)."
-    present = sorted({c for m in maps for c in m.unique().tolist()} - {0, ignore_index})
-    handles = [Patch(color=pal[c % len(pal)] / 255, label=str(classes[c]) if c < len(classes) else str(c)) for c in present]
-    if handles: fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), fontsize=8)
+def _seg_legend(fig, classes, pal, maps, ignore_index):
+    "Legend of the classes present in `maps` (background excluded), and of ignored pixels when any."
+    present = {c for m in maps for c in m.unique().tolist()}
+    ids = sorted(present - {0, ignore_index})
+    names = [_class_name(classes, c) for c in ids]
+    return class_legend(fig, names, [pal[c % len(pal)] / 255 for c in ids],
+                        ignore=ignore_index is not None and ignore_index in present)
 
 # %% ../nbs/05_viz.ipynb #f76a8f2f
-def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised if mean/std given, else [0, 1]) or uint8
+def _names(names, n:int) -> list:
+    return [_short(x) for x in names[:n]] if names is not None else [str(i) for i in range(n)]
+
+def _seg_pair(axs, img, mask, pred, name, pal, alpha, ignore_index):
+    "Ground truth in `axs[0]`, the prediction (titled with its image IoU) in `axs[1]` when given."
+    _imshow(axs[0], overlay_mask(img, mask, pal, alpha, ignore_index), f"{name}: ground truth")
+    if pred is None: return
+    iou = image_iou(pred, mask, ignore_index)
+    _imshow(axs[1], overlay_mask(img, pred, pal, alpha, ignore_index), f"{name}: prediction, IoU {iou:.2f}")
+
+def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised with mean/std, else [0, 1]) or uint8
                    masks:torch.Tensor, # [B, H, W] int ground truth
                    preds:torch.Tensor|None=None, # [B, H, W] int labels or [B, C, H, W] logits
                    mean=None, std=None, # normalisation to undo
-                   classes=None, # class names: adds a legend of the classes shown
+                   classes=None, # class names for the legend (ids without)
                    ncols:int=4, # panels per row
                    max_n:int=8, # samples shown
                    palette=None, alpha:float=0.5, ignore_index:int|None=255,
+                   names=None, # B sample names (file stems, ids) for the panel titles; default the index
+                   title:str|None=None, # what the batch is: split, augmentation, weights
                   ): # Figure
-    "Grid of images with ground truth overlaid, and the prediction beside each when `preds` is given."
+    "Grid of images with ground truth overlaid, the prediction beside each when `preds` is given."
     imgs, masks = _to_uint8(images[:max_n].detach().cpu(), mean, std), masks[:max_n].detach().cpu()
-    if preds is not None: preds = preds[:max_n].detach().cpu(); preds = preds.argmax(1) if preds.ndim == 4 else preds
+    if preds is not None:
+        preds = preds[:max_n].detach().cpu(); preds = preds.argmax(1) if preds.ndim == 4 else preds
     pal, per = (voc_palette() if palette is None else np.asarray(palette)), (1 if preds is None else 2)
     fig, axs = _subplots(len(imgs) * per, ncols + ncols % per)
-    for i, img in enumerate(imgs):
-        _imshow(axs[i * per], overlay_mask(img, masks[i], pal, alpha, ignore_index), f"{i}: ground truth" if preds is not None else str(i))
-        if preds is not None:
-            acc = _pix_acc(preds[i], masks[i], ignore_index)
-            _imshow(axs[i * per + 1], overlay_mask(img, preds[i], pal, alpha, ignore_index), f"{i}: prediction (acc {acc:.2f})")
-    if classes is not None: _class_legend(fig, classes, pal, [masks] + ([preds] if preds is not None else []), ignore_index)
+    for i, (img, nm) in enumerate(zip(imgs, _names(names, len(imgs)))):
+        _seg_pair(axs[i * per:], img, masks[i], None if preds is None else preds[i], nm, pal, alpha,
+                  ignore_index)
+    _seg_legend(fig, classes, pal, [masks] + ([preds] if preds is not None else []), ignore_index)
+    if title: fig.suptitle(title, fontsize=10)
     return fig
 
 # %% ../nbs/05_viz.ipynb #d45edbc8
+def _det_legend(fig, classes, labels):
+    ids = sorted({int(c) for l in labels for c in torch.as_tensor(l).reshape(-1).tolist()})
+    n = len(classes) if classes is not None else None
+    return class_legend(fig, [_class_name(classes, c) for c in ids], class_colors(ids, n))
+
 def show_det_batch(images:list, # B uint8 [3, H_i, W_i] original images
                    gts:list, # B (boxes_xyxy [N, 4] px, labels [N]) ground truth
-                   preds:list|None=None, # B tensors [K, 6] (x1, y1, x2, y2, score, label), e.g. from `postprocess(..., infos=)`
-                   classes=None, ncols:int=4, max_n:int=8, min_score:float=0.0): # Figure
-    "Grid of images with ground-truth boxes, and the predictions (score ≥ `min_score`) beside each when given."
+                   preds:list|None=None, # B [K, 6] (x1, y1, x2, y2, score, label), e.g. `postprocess(..., infos=)`
+                   classes=None, ncols:int=4, max_n:int=8, min_score:float=0.0,
+                   names=None, # B image names (file stems, ids) for the panel titles; default the index
+                   title:str|None=None, # what the batch is: split, augmentation, weights
+                  ): # Figure
+    "Grid of images with ground-truth boxes, and the predictions (score ≥ `min_score`) beside each."
     per, n = (1 if preds is None else 2), min(len(images), max_n)
     fig, axs = _subplots(n * per, ncols + ncols % per)
-    for i in range(n):
-        (b, l), img = gts[i], images[i]
-        _imshow(axs[i * per], overlay_boxes(img, torch.as_tensor(b).float().reshape(-1, 4), torch.as_tensor(l).long(), classes=classes), f"{i}: ground truth")
-        if preds is not None:
-            d = preds[i].detach().cpu(); d = d[d[:, 4] >= min_score]
-            _imshow(axs[i * per + 1], overlay_boxes(img, d[:, :4], d[:, 5].long(), d[:, 4], classes), f"{i}: prediction ({len(d)})")
+    shown = []
+    for i, nm in enumerate(_names(names, n)):
+        (b, l), ax = gts[i], axs[i * per]; shown.append(l)
+        _imshow(ax, images[i], f"{nm}: ground truth ({len(l)})"); draw_boxes(ax, b, l, classes=classes)
+        if preds is None: continue
+        d, ax = preds[i].detach().cpu(), axs[i * per + 1]; d = d[d[:, 4] >= min_score]; shown.append(d[:, 5])
+        _imshow(ax, images[i], f"{nm}: prediction ({len(d)}, score ≥ {min_score:g})")
+        draw_boxes(ax, d[:, :4], d[:, 5], d[:, 4], classes)
+    _det_legend(fig, classes, shown)
+    if title: fig.suptitle(title, fontsize=10)
     return fig
 
 # %% ../nbs/05_viz.ipynb #9aa20b17
@@ -169,24 +277,46 @@ def _read_columns(rows):
     cols = {k: np.array([_num(r.get(k)) for r in rows], dtype=np.float64) for k in names}
     return {k: v for k, v in cols.items() if np.isfinite(v).any()}, len(rows)
 
+def _cadence(xs) -> str:
+    "How often the epochs `xs` come: 'every epoch', 'every 2 epochs and at epoch 7', 'at epoch 3'…"
+    xs = [int(x) for x in xs]
+    if len(xs) < 2: return f"at epoch {xs[0]}" if xs else "never"
+    d = np.diff(xs)
+    if (d == d[0]).all(): return "every epoch" if d[0] == 1 else f"every {d[0]} epochs"
+    if len(xs) > 2 and (d[:-1] == d[0]).all(): return f"every {d[0]} epochs and at epoch {xs[-1]}"
+    return "at epochs " + ", ".join(map(str, xs))
+
 # %% ../nbs/05_viz.ipynb #6eea4058
+def _history_groups(cols, keys) -> dict:
+    "Panel title -> the columns it plots: losses, then metrics (or `keys`)."
+    if keys is not None and (missing := [k for k in keys if k not in cols]):
+        raise KeyError(f"no numeric column {missing} in the history; columns: {list(cols)}")
+    metrics = list(keys) if keys is not None else [
+        k for k in cols if "loss" not in k.lower() and _METRIC_RE.search(k)]
+    return {g: ks for g, ks in (("loss", [k for k in cols if "loss" in k.lower()]),
+                                ("metrics", metrics)) if ks}
+
+def _plot_series(ax, x, y, label, note:bool):
+    "One column as a line with a marker per value; `note` writes the last value beside its marker."
+    ok = np.isfinite(y); (line,) = ax.plot(x[ok], y[ok], marker="o", ms=4, label=label)
+    if note: ax.annotate(f"{y[ok][-1]:.3g}", (x[ok][-1], y[ok][-1]), xytext=(4, 4),
+                         textcoords="offset points", fontsize=8, color=line.get_color())
+
 def plot_history(rows, # results.csv path, or list of dicts (values may be strings)
                  keys=None, # metric columns to plot (default: names ending in IoU/Acc/AP/AR/Dice/F1)
                 ): # Figure
-    "Losses and metrics against `epoch` (row number when there is no epoch column)."
-    cols, n = _read_columns(rows)
+    "Losses and metrics as lines against `epoch` (the row number when there is no epoch column)."
+    cols, n = _read_columns(rows); cols.pop("step", None)
     xlabel = "epoch" if "epoch" in cols else "row"
     x = cols.pop("epoch", np.arange(n, dtype=np.float64))
-    if keys is not None and (missing := [k for k in keys if k not in cols]):
-        raise KeyError(f"no numeric column {missing} in the history; columns: {list(cols)}")
-    groups = {"loss": [k for k in cols if "loss" in k.lower()],
-              "metrics": list(keys) if keys is not None else [k for k in cols if "loss" not in k.lower() and _METRIC_RE.search(k)]}
-    groups = {g: ks for g, ks in groups.items() if ks}
+    groups = _history_groups(cols, keys)
     fig, axs = _subplots(max(1, len(groups)), 2, size=(5, 3.5))
     for ax, (g, ks) in zip(axs, groups.items()):
-        for k in ks:
-            ok = np.isfinite(cols[k]); ax.plot(x[ok], cols[k][ok], marker=".", label=k)
-        ax.set(xlabel=xlabel, title=g); ax.legend(fontsize=8); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for k in ks: _plot_series(ax, x, cols[k], k, note=g == "metrics" or k.startswith("val"))
+        ran = x[np.isfinite(np.stack([cols[k] for k in ks])).any(0)]
+        ax.set(xlabel=xlabel, title=f"{g}: {len(ran)} value(s), {_cadence(ran)}" if g == "metrics" else g)
+        ax.legend(fontsize=8); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(x): ax.set_xlim(x.min() - 0.5, x.max() + 0.5)
     if not groups: axs[0].set_title("nothing to plot yet")
     return fig
 
@@ -243,37 +373,74 @@ def _fig_to_array(fig): # uint8 [H, W, 4]
     canvas = FigureCanvasAgg(fig); canvas.draw(); plt.close(fig)
     return np.asarray(canvas.buffer_rgba()).copy()
 
+def _fig_to_png(fig, dpi:int=100) -> bytes:
+    "`fig` as PNG bytes; closes it."
+    import io
+    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight"); plt.close(fig)
+    return buf.getvalue()
+
+def _item_name(items, i:int) -> str:
+    "A short name for item `i`: `items.images[i]`'s stem, or `items.ids[i]` / `items.names[i]`; '' without."
+    for attr in ("images", "ids", "names"):
+        try: v = getattr(items, attr)[i]
+        except (AttributeError, TypeError, IndexError, KeyError): continue
+        return _short(Path(v).stem if attr == "images" and isinstance(v, (str, Path)) else v)
+    return ""
+
+def _caption(items, i:int, label_fn=None) -> str:
+    name = label_fn(i) if label_fn is not None else _item_name(items, i)
+    return f"index {i} (item {i + 1} of {len(items)})" + (f": {name}" if name else "")
+
 # %% ../nbs/05_viz.ipynb #73f0182f
-def _static_grid(items, show_fn, start, n):
+def _static_grid(items, show_fn, start, n, label_fn=None):
     idx = list(range(start, min(start + n, len(items))))
     arrs = [_fig_to_array(show_fn(items[i])) for i in idx]
     h, w = arrs[0].shape[:2]
     fig, axs = _subplots(len(idx), 2, size=(5, 5 * h / w + 0.3))
-    for ax, i, a in zip(axs, idx, arrs): ax.imshow(a); ax.set_axis_off(); ax.set_title(f"[{i}]", fontsize=9)
+    for ax, i, a in zip(axs, idx, arrs):
+        ax.imshow(a); ax.set_axis_off(); ax.set_title(_caption(items, i, label_fn), fontsize=9)
     return fig
 
-def _slider(items, show_fn, start):
+def _browser_parts(n:int, start:int):
+    "The widgets: slider over 0..n-1, previous / next buttons, label, image; each with its CSS class."
     import ipywidgets as W
-    from IPython.display import display
-    slider, out = W.IntSlider(value=start, min=0, max=len(items) - 1, description="index", continuous_update=False), W.Output()
+    parts = dict(slider=W.IntSlider(value=start, min=0, max=n - 1, description="index",
+                                    continuous_update=False),
+                 prev=W.Button(description="previous", icon="arrow-left", tooltip="previous item"),
+                 next=W.Button(description="next", icon="arrow-right", tooltip="next item"),
+                 label=W.Label(), image=W.Image(format="png"))
+    for k, w in parts.items(): w.add_class(f"wb-browse-{k}")
+    return parts
+
+def _browser(items, show_fn, start, label_fn=None):
+    "VBox (CSS class `wb-browse`): controls, label and figure, redrawn when the slider's value changes."
+    import ipywidgets as W
+    n, p = len(items), _browser_parts(len(items), start)
+    s = p["slider"]
     def redraw(change=None):
-        with out:
-            out.clear_output(wait=True); f = show_fn(items[slider.value]); display(f); plt.close(f)
-    slider.observe(redraw, names="value"); redraw()
-    return W.VBox([slider, out])
+        p["label"].value = _caption(items, s.value, label_fn)
+        p["image"].value = _fig_to_png(show_fn(items[s.value]))
+    s.observe(redraw, names="value"); redraw()
+    p["prev"].on_click(lambda _: setattr(s, "value", (s.value - 1) % n))
+    p["next"].on_click(lambda _: setattr(s, "value", (s.value + 1) % n))
+    box = W.VBox([W.HBox([p["prev"], s, p["next"]]), p["label"], p["image"]])
+    box.add_class("wb-browse"); box.parts = p
+    return box
 
 # %% ../nbs/05_viz.ipynb #3a97b549
 def browse(items, # any sequence supporting len() and [i], e.g. a Dataset
            show_fn, # item -> matplotlib Figure
            start:int=0, # index shown first
-           n_static:int=4, # items tiled by the static fallback
-           live:bool|None=None, # force the widget (True) or the static figure (False); None: detect a live kernel
-          ): # ipywidgets.VBox in a live kernel, else a Figure
-    "Slider browser over `items`; a static grid of the first few items where widgets cannot run."
+           n_static:int=4, # items tiled by the static figure
+           live:bool|None=None, # the widget (True) or the static figure (False); None: widget in a live kernel
+           label_fn=None, # index -> the item's name for the label (default: file stem or id when known)
+          ): # ipywidgets.VBox (CSS class `wb-browse`) or a Figure
+    "Browser over `items` (slider, previous/next, label, figure); a static grid where widgets cannot run."
     if len(items) == 0: raise ValueError("browse: `items` is empty")
     start = min(max(start, 0), len(items) - 1)
     if live is None: live = _live_kernel()
-    return _slider(items, show_fn, start) if live else _static_grid(items, show_fn, start, n_static)
+    return (_browser(items, show_fn, start, label_fn) if live
+            else _static_grid(items, show_fn, start, n_static, label_fn))
 
 # %% ../nbs/05_viz.ipynb #1eba679a
 def save_figure(fig, # matplotlib Figure
