@@ -16,7 +16,7 @@ mkdocs + mkdocs-material + mkdocs-jupyter render it into `_site/`. This file is 
 (`hooks:` in mkdocs.yml) that builds the nav and keeps pages free of CDN scripts.
 
 Nothing is executed here: a notebook in nbs/ without an executed copy, or whose copy's cells differ
-from the notebook's, is reported and fails the build (`--partial` builds the rest and exits 0).
+from the notebook's, is reported and fails the build (the pages that can be built are; `--partial` exits 0).
 """
 import argparse, difflib, importlib, re, shutil, sys, time
 from pathlib import Path
@@ -39,6 +39,7 @@ CSS = """\
 .jupyter-wrapper .jp-RenderedMarkdown h3 code, .jupyter-wrapper .jp-RenderedMarkdown h4 code { font-size: .9em; }
 .jupyter-wrapper .jp-RenderedMarkdown hr { margin: 1.5em 0 .5em; }
 .jupyter-wrapper a.nbdev-source { float: right; font-size: smaller; }
+.jupyter-wrapper .jp-RenderedMarkdown .highlight pre { font-size: 13px; line-height: 1.45; }
 """
 
 def source_notebooks() -> list: # paths under nbs/, as tools/run_notebooks.py finds them
@@ -81,6 +82,7 @@ def _text(v): return ''.join(v) if isinstance(v, list) else v
 
 def static_cell(cell):
     "Quarto's cell options on a static page (`include`, `echo`, `output`, `output: asis`); widgets become a note."
+    cell.pop('has_sd', None)  # add_show_docs' mark, not a notebook field
     if cell.cell_type != 'code' or cell.get('source') is None: return
     opts = _options(cell)
     cell.source = '\n'.join(l for l in cell.source.splitlines() if not _re_directive.match(l)).strip()
@@ -280,15 +282,18 @@ def build(partial:bool) -> int:
         print(f"No executed notebooks in {EXECUTED}: run `python tools/run_notebooks.py --out _executed` first")
         return 1
     fresh, missing, stale = freshness(source_notebooks())
-    print(f"Processing {len(fresh)} executed notebooks into _proc/")
-    write_pages(fresh)
+    print(f"Processing {len(fresh) + len(stale)} executed notebooks into _proc/")
+    write_pages(sorted(fresh + stale))
+    import logging
+    logging.basicConfig(level=logging.WARNING, format="mkdocs %(levelname)s: %(message)s")
+    logging.getLogger().handlers[0].addFilter(lambda r: "Alternative text is missing" not in r.getMessage())
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
     t1 = time.perf_counter()
     mkdocs_build(load_config(str(ROOT/"mkdocs.yml")))
-    print(f"Built _site/: {len(fresh)} pages (processing {t1 - t0:.0f}s, mkdocs {time.perf_counter() - t1:.0f}s)")
+    print(f"Built _site/: {len(fresh) + len(stale)} pages (processing {t1 - t0:.0f}s, mkdocs {time.perf_counter() - t1:.0f}s)")
     for rel in missing: print(f"MISSING  nbs/{rel}: no executed copy in _executed/ (its page is not built)")
-    for rel in stale: print(f"STALE    nbs/{rel}: _executed/{rel} has other cells than the notebook (not built)")
+    for rel in stale: print(f"STALE    nbs/{rel}: _executed/{rel} has other cells than the notebook (its page is out of date)")
     if missing or stale:
         print(f"{len(missing)} missing, {len(stale)} stale: run `python tools/run_notebooks.py --out _executed`"
               + (" (--partial: not a failure)" if partial else ""))

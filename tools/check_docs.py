@@ -5,7 +5,7 @@
 
 The site is served by `http.server` on 127.0.0.1 (a thread of this process). A page fails when it does not
 load (or returns >= 400), logs a console error or throws, asks for anything outside the site (the site is
-offline: no CDN), shows an image that did not decode (`naturalWidth` 0), or shows fewer figures than its
+offline: no CDN), links to a page the site does not have, shows an image that did not decode (`naturalWidth` 0), or shows fewer figures than its
 processed notebook holds (`_proc/`), or none while its executed notebook (`_executed/`) has one.
 """
 import argparse, functools, json, sys, tempfile, threading, time
@@ -18,6 +18,8 @@ from build_docs import EXECUTED, PROC, SITE, page_name, source_notebooks
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
+LINKS_JS = """() => Array.from(document.querySelectorAll('a[href]')).map(a => a.href)
+    .filter(h => h.startsWith(location.origin)).map(h => h.split('#')[0].split('?')[0])"""
 IMAGES_JS = """() => Array.from(document.images).map(i => ({
     src: i.currentSrc.slice(0, 40), ok: i.complete && i.naturalWidth > 0,
     content: !!i.closest('.jupyter-wrapper')}))"""
@@ -61,6 +63,9 @@ def check_page(page, url, base, want) -> tuple: # (problems, content images)
     imgs = page.evaluate(IMAGES_JS)
     problems += [f"image not shown: {i['src']}…" for i in imgs if not i["ok"]]
     shown = sum(i["content"] and i["ok"] for i in imgs)
+    for link in sorted(set(page.evaluate(LINKS_JS))):
+        target = SITE/link[len(base):]
+        if not (target.is_file() or (target/"index.html").is_file()): problems.append(f"broken link: {link[len(base):]}")
     executed, processed = want
     if executed and not shown: problems.append(f"no figure shown; the executed notebook has {executed}")
     if shown < processed: problems.append(f"{shown} figures shown of the {processed} in its notebook")
