@@ -1,0 +1,229 @@
+"""Widgets in a real JupyterLab in a real browser: Run All, no errors, and the browse slider redraws its figure.
+
+Which notebooks: every notebook under `nbs/` (recursively, so `nbs/tutorials/` too; not `.ipynb_checkpoints`, not
+names starting with `_`) with a *code* cell that calls `browse(` (`viz.browse`, `browse`, any `x.browse(`) or
+mentions `ipywidgets` (imports it or uses a widget class from it). Markdown cells do not count. This selects the
+notebooks that can show a widget; the check then asks the page itself what it shows.
+
+For each of them, in one JupyterLab (`tools/jupyterlab_browser.py`: 127.0.0.1, random token, offline, autosave
+off, its own settings folders) and one headless Chromium (`/usr/bin/chromium`):
+
+1. open `/lab/tree/nbs/<name>.ipynb`, wait for an idle kernel, Run All (`notebook:run-all-cells`, the command
+   behind Run → Run All Cells) and wait until it has finished and the kernel is idle;
+2. every code cell has an execution count (Run All stops at the first failing cell), no cell has an error output
+   (read from JupyterLab's notebook model), every widget output is rendered, and the page shows no traceback
+   (stderr outputs that are not tracebacks, e.g. warnings, are allowed) and no "Error displaying widget"; after
+   the slider checks below, the notebook's Log Console (where outputs of widget callbacks go) is opened and
+   checked for tracebacks too;
+3. a notebook that calls `browse(` shows at least one slider browser (the `.wb-browse` container, else a
+   `.widget-vbox` with a `.widget-slider` and a `.widget-output`/`.widget-image`); for each: screenshot its figure
+   area, move the slider (the "next" button when there is one, else ArrowRight on the slider handle), wait for the
+   redraw, screenshot again and require the slider value and the figure's pixels to have changed; with a next
+   button, ArrowRight on the handle is checked the same way;
+4. the notebook was never saved by this session (the file on disk is not touched).
+
+Screenshots (per notebook: `page.png`, `browser<i>_before.png`, `_after.png`, `_after_key.png`) go to
+`$WORKBENCH_SCREENSHOTS`, else `tests/.tmp/screenshots/`; the folder is printed and named in every failure.
+
+Without Playwright, `/usr/bin/chromium` or JupyterLab the tests are skipped, unless `WORKBENCH_REQUIRE_BROWSER=1`
+(CI), which makes that a failure. `WORKBENCH_WIDGET_ROOT=<folder>` runs the check on `<folder>/nbs/` instead of
+this repository's notebooks (a way to try it on scratch notebooks).
+"""
+import json, os, re, sys, time
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("WORKBENCH_WIDGET_ROOT") or REPO).resolve()
+sys.path.insert(0, str(REPO/"tools"))
+import jupyterlab_browser as jb  # noqa: E402
+
+WIDGET_CODE = re.compile(r"\bbrowse\s*\(|\bipywidgets\b")
+BROWSE_CALL = re.compile(r"\bbrowse\s*\(")
+OPEN_TIMEOUT, RUN_TIMEOUT, REDRAW_TIMEOUT = 240, 420, 60   # seconds; generous, the machine is shared
+
+def code_sources(path) -> list:
+    "The source of every code cell of the notebook at `path`."
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+
+def widget_notebooks(nbs_dir) -> list:
+    "The notebooks under `nbs_dir` (recursively) with a code cell that calls `browse(` or mentions ipywidgets."
+    found = []
+    for p in sorted(Path(nbs_dir).rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in p.parts or p.name.startswith("_"): continue
+        if any(WIDGET_CODE.search(s) for s in code_sources(p)): found.append(p)
+    return found
+
+def calls_browse(path) -> bool: return any(BROWSE_CALL.search(s) for s in code_sources(path))
+
+def screenshots_dir() -> Path:
+    d = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or REPO/"tests"/".tmp"/"screenshots").resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+NOTEBOOKS = widget_notebooks(ROOT/"nbs")
+
+def _missing() -> list:
+    "What the browser test needs and this machine lacks."
+    missing = []
+    try: import playwright.sync_api  # noqa: F401
+    except ImportError: missing.append("the playwright Python package (pip install playwright)")
+    if not (os.path.isfile(jb.CHROMIUM) and os.access(jb.CHROMIUM, os.X_OK)):
+        missing.append(f"Chromium at {jb.CHROMIUM} (apt-get install chromium)")
+    try: import jupyterlab  # noqa: F401
+    except ImportError: missing.append("JupyterLab (pip install jupyterlab)")
+    try: import PIL, numpy  # noqa: F401
+    except ImportError: missing.append("Pillow and numpy")
+    return missing
+
+@pytest.fixture(scope="module")
+def browser_env():
+    missing = _missing()
+    if missing:
+        msg = "JupyterLab widget test needs " + "; ".join(missing)
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1": pytest.fail(msg + " (WORKBENCH_REQUIRE_BROWSER=1)")
+        pytest.skip(msg)
+
+@pytest.fixture(scope="module")
+def lab(browser_env):
+    server = jb.JupyterLab(ROOT)
+    server.start()
+    yield server
+    server.stop()
+
+@pytest.fixture(scope="module")
+def chrome(browser_env):
+    browser = jb.Chromium()
+    browser.start()
+    yield browser
+    browser.stop()
+
+@pytest.fixture(scope="module", autouse=True)
+def report_screenshots(request):
+    "The screenshot folder, as the last line of the run (pytest captures prints; its terminal reporter does not)."
+    yield
+    tr = request.config.pluginmanager.getplugin("terminalreporter")
+    if tr is not None and NOTEBOOKS: tr.write_line(f"JupyterLab widget screenshots: {screenshots_dir()}")
+
+def test_discovery_rule(tmp_path):
+    "The rule selects code cells calling browse( or using ipywidgets, not markdown, not checkpoints."
+    import nbformat
+    def write(name, *cells):
+        p = tmp_path/name; p.parent.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.v4.new_notebook(); nb.cells = list(cells); nbformat.write(nb, p)
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    write("a.ipynb", code("w = viz.browse(ds, show)"))
+    write("tutorials/b.ipynb", md("no code"), code("import ipywidgets as W\nW.IntSlider()"))
+    write("c.ipynb", md("`viz.browse(ds, show)` in prose"), code("x = 1  # browser, browsed"))
+    write(".ipynb_checkpoints/a-checkpoint.ipynb", code("browse(ds, show)"))
+    write("_draft.ipynb", code("browse(ds, show)"))
+    assert [p.relative_to(tmp_path).as_posix() for p in widget_notebooks(tmp_path)] == ["a.ipynb", "tutorials/b.ipynb"]
+    assert calls_browse(tmp_path/"a.ipynb") and not calls_browse(tmp_path/"tutorials/b.ipynb")
+    if ROOT == REPO:   # the notebook that defines and shows the browser must be among this repository's
+        assert REPO/"nbs"/"05_viz.ipynb" in NOTEBOOKS, f"discovery missed nbs/05_viz.ipynb: {NOTEBOOKS}"
+
+def _cell_line(state, i) -> str:
+    c = state["cells"][i] if 0 <= i < len(state["cells"]) else {}
+    return f"cell {i} ({c.get('source', '?')!r})"
+
+def _move_and_compare(page, i, where, how, before_png, after_png, shots) -> list:
+    "Move browser `i` (`how`: 'next' or 'key'), wait for the redraw, screenshot; the problems found, as text."
+    value0, sig0 = jb.slider_value(page, i), jb.figure_signature(page, i)
+    if how == "next": page.locator(f'[data-wb-next="{i}"]').click(timeout=30_000)
+    else:
+        handle = page.locator(f'[data-wb-browser="{i}"] .noUi-handle, [data-wb-browser="{i}"] [role=slider]').first
+        handle.focus(timeout=30_000); page.keyboard.press("ArrowRight")
+    redrawn = jb.wait_figure_change(page, i, sig0, timeout=REDRAW_TIMEOUT)
+    value1 = jb.slider_value(page, i)
+    jb.screenshot_figure(page, i, after_png)
+    d = jb.image_difference(before_png, after_png)
+    label = "the next button" if how == "next" else "ArrowRight on the slider handle"
+    problems = []
+    if value1 == value0: problems.append(f"{where}: {label} did not move the slider (value stays {value0!r})")
+    if not redrawn:
+        problems.append(f"{where}: after {label} (slider {value0!r} -> {value1!r}) the figure area did not redraw "
+                        f"within {REDRAW_TIMEOUT}s")
+    if not d["size_changed"] and d["changed"] < max(50, 5e-4 * d["shapes"][0][0] * d["shapes"][0][1]):
+        problems.append(f"{where}: after {label} (slider {value0!r} -> {value1!r}) the figure looks the same: "
+                        f"{d['changed']} pixels changed ({d['fraction']:.4%}); compare {before_png.name} and "
+                        f"{after_png.name} in {shots}")
+    return problems
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.relative_to(ROOT).as_posix() for p in NOTEBOOKS])
+def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
+    rel = notebook.relative_to(ROOT).as_posix()
+    shots = screenshots_dir()/notebook.relative_to(ROOT/"nbs").with_suffix("").as_posix().replace("/", "__")
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"): old.unlink()
+    with capsys.disabled(): print(f"\n[{rel}] screenshots: {shots}", flush=True)
+    where = f"{rel} (screenshots: {shots})"
+    stat0 = notebook.stat().st_mtime_ns
+    page, t0 = chrome.new_page(), time.monotonic()
+    problems = []
+    try:
+        jb.open_notebook(page, lab, rel, timeout=OPEN_TIMEOUT, workspace=re.sub(r"\W+", "-", rel))
+        saved0 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
+        t_open = time.monotonic() - t0
+        result = jb.run_all(page, rel, timeout=RUN_TIMEOUT)
+        t_run = time.monotonic() - t0 - t_open
+        state = jb.notebook_state(page, rel)
+        code = [c for c in state["cells"] if c["type"] == "code"]
+        # 2. errors, cells Run All did not reach, tracebacks and widget errors in the page
+        for c in code:
+            for e in c["errors"]: problems.append(f"{where}: {_cell_line(state, c['index'])} raised {e}")
+        not_run = [c["index"] for c in code if c["count"] is None and c["source"].strip()]
+        if not_run:
+            problems.append(f"{where}: Run All did not execute cells {not_run} (it stops at the first error); "
+                            f"first: {_cell_line(state, not_run[0])}")
+        if result is None or "error" in result:
+            problems.append(f"{where}: notebook:run-all-cells failed: {result}")
+        n_widget_outputs = sum("application/vnd.jupyter.widget-view+json" in o for c in code for o in c["outputs"])
+        deadline = time.monotonic() + 60
+        while jb.rendered_widgets(page) < n_widget_outputs and not jb.widget_display_errors(page) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        n_rendered = jb.rendered_widgets(page)
+        if n_rendered < n_widget_outputs:
+            problems.append(f"{where}: {n_widget_outputs} widget outputs but {n_rendered} rendered widget views "
+                            "(is the @jupyter-widgets/jupyterlab-manager extension loaded?)")
+        # 3. the browsers
+        browsers = jb.find_browsers(page)
+        if calls_browse(notebook) and not browsers:
+            problems.append(f"{where}: the notebook calls browse( but the page shows no slider browser "
+                            f"(.wb-browse, or .widget-vbox with .widget-slider and a figure area); "
+                            f"{n_rendered} widget views rendered")
+        for b in browsers:
+            i, bw = b["index"], f"{where}, browser {b['index']} in {_cell_line(state, b['cell'])}"
+            if not b["figure"]:
+                problems.append(f"{bw}: no figure area (.widget-output or .widget-image) in the browser"); continue
+            before = jb.screenshot_figure(page, i, shots/f"browser{i}_before.png")
+            problems += _move_and_compare(page, i, bw, "next" if b["next"] else "key", before,
+                                          shots/f"browser{i}_after.png", shots)
+            if b["next"] and not jb.slider_at_max(page, i):
+                problems += _move_and_compare(page, i, bw, "key", shots/f"browser{i}_after.png",
+                                              shots/f"browser{i}_after_key.png", shots)
+        n_log = jb.open_log_console(page, rel)   # outputs of widget callbacks (not of a cell) are shown there
+        for tb in jb.page_tracebacks(page):
+            place = ("the Log Console (output of a widget callback)" if tb["inLogConsole"] else
+                     _cell_line(state, tb["cell"]) + (" inside a widget" if tb["inWidget"] else ""))
+            problems.append(f"{where}: the page shows a traceback in {place}: {tb['text']}")
+        for msg in jb.widget_display_errors(page): problems.append(f"{where}: the page says {msg!r}")
+        # 4. never saved
+        saved1 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
+        if saved1 != saved0: problems.append(f"{where}: JupyterLab saved the notebook ({saved0} -> {saved1})")
+        with capsys.disabled():
+            print(f"[{rel}] opened in {t_open:.0f}s, Run All {t_run:.0f}s, {len(code)} code cells, "
+                  f"{n_rendered} widget views, {len(browsers)} browsers ({', '.join(b['kind'] for b in browsers)}), "
+                  f"{n_log} Log Console entries, {len(problems)} problems, {time.monotonic() - t0:.0f}s in all", flush=True)
+    except Exception as e:   # a timeout or a page that is not what was expected: say where, keep the screenshots
+        problems.append(f"{where}: {type(e).__name__}: {str(e)[:2000]}\n--- JupyterLab log (tail)\n{lab.log_tail(1500)}")
+    finally:
+        try: page.screenshot(path=str(shots/"page.png"), full_page=True)
+        except Exception as e: problems.append(f"{where}: page screenshot failed: {e}")
+        try: page.close()
+        except Exception: pass
+        lab.shutdown_kernels()
+    if ROOT == REPO and notebook.stat().st_mtime_ns != stat0 and problems:
+        problems.append(f"{where}: note: {rel} changed on disk during the test (another editor, or a save)")
+    if problems: pytest.fail("\n".join(problems), pytrace=False)
