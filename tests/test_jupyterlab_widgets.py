@@ -15,7 +15,8 @@ off, its own settings folders) and one headless Chromium (`/usr/bin/chromium`):
    (stderr outputs that are not tracebacks, e.g. warnings, are allowed) and no "Error displaying widget"; after
    the slider checks below, the notebook's Log Console (where outputs of widget callbacks go) is opened and
    checked for tracebacks too;
-3. a notebook that calls `browse(` shows at least one slider browser (the `.wb-browse` container, else a
+3. a notebook that calls `browse(` (not `def browse(`, not with `live=False` on the line) shows at least one slider
+   browser (the `.wb-browse` container, else a
    `.widget-vbox` with a `.widget-slider` and a `.widget-output`/`.widget-image`); for each: screenshot its figure
    area, move the slider (the "next" button when there is one, else ArrowRight on the slider handle), wait for the
    redraw, screenshot again and require the slider value and the figure's pixels to have changed; with a next
@@ -29,7 +30,7 @@ Without Playwright, `/usr/bin/chromium` or JupyterLab the tests are skipped, unl
 (CI), which makes that a failure. `WORKBENCH_WIDGET_ROOT=<folder>` runs the check on `<folder>/nbs/` instead of
 this repository's notebooks (a way to try it on scratch notebooks).
 """
-import json, os, re, sys, time
+import contextlib, json, os, re, sys, time
 from pathlib import Path
 import pytest
 
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO/"tools"))
 import jupyterlab_browser as jb  # noqa: E402
 
 WIDGET_CODE = re.compile(r"\bbrowse\s*\(|\bipywidgets\b")
-BROWSE_CALL = re.compile(r"\bbrowse\s*\(")
+BROWSE_CALL = re.compile(r"(?<!def )\bbrowse\s*\((?![^\n]*\blive\s*=\s*False)")   # a call that may show the widget
 OPEN_TIMEOUT, RUN_TIMEOUT, REDRAW_TIMEOUT = 240, 420, 60   # seconds; generous, the machine is shared
 
 def code_sources(path) -> list:
@@ -64,6 +65,7 @@ def screenshots_dir() -> Path:
     return d
 
 NOTEBOOKS = widget_notebooks(ROOT/"nbs")
+_SHOTS = []   # screenshot folders written by this run
 
 def _missing() -> list:
     "What the browser test needs and this machine lacks."
@@ -104,8 +106,10 @@ def chrome(browser_env):
 def report_screenshots(request):
     "The screenshot folder, as the last line of the run (pytest captures prints; its terminal reporter does not)."
     yield
-    tr = request.config.pluginmanager.getplugin("terminalreporter")
-    if tr is not None and NOTEBOOKS: tr.write_line(f"JupyterLab widget screenshots: {screenshots_dir()}")
+    tr, capture = (request.config.pluginmanager.getplugin(n) for n in ("terminalreporter", "capturemanager"))
+    if tr is None or not _SHOTS: return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        tr.ensure_newline(); tr.write_line(f"JupyterLab widget screenshots: {screenshots_dir()}")
 
 def test_discovery_rule(tmp_path):
     "The rule selects code cells calling browse( or using ipywidgets, not markdown, not checkpoints."
@@ -115,12 +119,14 @@ def test_discovery_rule(tmp_path):
         nb = nbformat.v4.new_notebook(); nb.cells = list(cells); nbformat.write(nb, p)
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     write("a.ipynb", code("w = viz.browse(ds, show)"))
+    write("static.ipynb", code("def browse(items): ...\nfig = browse(ds, show, live=False)"))
     write("tutorials/b.ipynb", md("no code"), code("import ipywidgets as W\nW.IntSlider()"))
     write("c.ipynb", md("`viz.browse(ds, show)` in prose"), code("x = 1  # browser, browsed"))
     write(".ipynb_checkpoints/a-checkpoint.ipynb", code("browse(ds, show)"))
     write("_draft.ipynb", code("browse(ds, show)"))
-    assert [p.relative_to(tmp_path).as_posix() for p in widget_notebooks(tmp_path)] == ["a.ipynb", "tutorials/b.ipynb"]
-    assert calls_browse(tmp_path/"a.ipynb") and not calls_browse(tmp_path/"tutorials/b.ipynb")
+    assert [p.relative_to(tmp_path).as_posix() for p in widget_notebooks(tmp_path)] == ["a.ipynb", "static.ipynb", "tutorials/b.ipynb"]
+    assert calls_browse(tmp_path/"a.ipynb")
+    assert not calls_browse(tmp_path/"tutorials/b.ipynb") and not calls_browse(tmp_path/"static.ipynb")
     if ROOT == REPO:   # the notebook that defines and shows the browser must be among this repository's
         assert REPO/"nbs"/"05_viz.ipynb" in NOTEBOOKS, f"discovery missed nbs/05_viz.ipynb: {NOTEBOOKS}"
 
@@ -157,6 +163,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
     shots = screenshots_dir()/notebook.relative_to(ROOT/"nbs").with_suffix("").as_posix().replace("/", "__")
     shots.mkdir(parents=True, exist_ok=True)
     for old in shots.glob("*.png"): old.unlink()
+    _SHOTS.append(shots)
     with capsys.disabled(): print(f"\n[{rel}] screenshots: {shots}", flush=True)
     where = f"{rel} (screenshots: {shots})"
     stat0 = notebook.stat().st_mtime_ns
@@ -186,7 +193,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         n_rendered = jb.rendered_widgets(page)
         if n_rendered < n_widget_outputs:
             problems.append(f"{where}: {n_widget_outputs} widget outputs but {n_rendered} rendered widget views "
-                            "(is the @jupyter-widgets/jupyterlab-manager extension loaded?)")
+                            "(no widget manager in the page, or one it could not show: see below)")
         # 3. the browsers
         browsers = jb.find_browsers(page)
         if calls_browse(notebook) and not browsers:
@@ -217,7 +224,10 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
                   f"{n_rendered} widget views, {len(browsers)} browsers ({', '.join(b['kind'] for b in browsers)}), "
                   f"{n_log} Log Console entries, {len(problems)} problems, {time.monotonic() - t0:.0f}s in all", flush=True)
     except Exception as e:   # a timeout or a page that is not what was expected: say where, keep the screenshots
-        problems.append(f"{where}: {type(e).__name__}: {str(e)[:2000]}\n--- JupyterLab log (tail)\n{lab.log_tail(1500)}")
+        try: running = jb.running_cells(page)
+        except Exception: running = "?"
+        problems.append(f"{where}: {type(e).__name__}: {str(e)[:2000]}\n--- cells shown as running [*]: {running}"
+                        f"\n--- JupyterLab log (tail)\n{lab.log_tail(1500)}")
     finally:
         try: page.screenshot(path=str(shots/"page.png"), full_page=True)
         except Exception as e: problems.append(f"{where}: page screenshot failed: {e}")

@@ -49,6 +49,17 @@ def _descendants(pid) -> list:
         return psutil.Process(pid).children(recursive=True)
     except Exception: return []
 
+def _stop_all(procs, timeout=5.0):
+    "Terminate, then kill, the psutil processes in `procs` that still run (children a stopped parent left behind)."
+    for c in procs:
+        try: c.terminate()
+        except Exception: pass
+    for c in procs:
+        try: c.wait(timeout)
+        except Exception:
+            try: c.kill()
+            except Exception: pass
+
 class JupyterLab:
     "JupyterLab serving `root_dir` as a subprocess; a context manager. `url(path)` opens a file in the lab."
     def __init__(self, root_dir, start_timeout=120.0, extra_args=(), env=None):
@@ -80,7 +91,7 @@ class JupyterLab:
         for plugin, values in LAB_SETTINGS.items():
             f = t/"settings"/f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(values))
-        for d in ("config", "runtime", "workspaces"): (t/d).mkdir()
+        for d in ("config", "runtime", "workspaces", "checkpoints"): (t/d).mkdir()
         env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}   # figures inline, as in a user's lab
         env.update(JUPYTER_CONFIG_DIR=str(t/"config"), JUPYTER_RUNTIME_DIR=str(t/"runtime"),
                    JUPYTERLAB_SETTINGS_DIR=str(t/"settings"), JUPYTERLAB_WORKSPACES_DIR=str(t/"workspaces"),
@@ -92,24 +103,28 @@ class JupyterLab:
                "--ServerApp.jpserver_extensions={'jupyter_lsp': False}",
                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
+               f"--FileCheckpoints.checkpoint_dir={t/'checkpoints'}",   # not .ipynb_checkpoints/ in the repo
                f"--LabApp.user_settings_dir={t/'settings'}", f"--LabApp.workspaces_dir={t/'workspaces'}",
                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []), *self.extra_args]
         self._log = open(t/"jupyterlab.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=self.root_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({self.proc.returncode}) before answering:\n{self.log_tail()}")
-            try:
-                self.api("GET", "/api/status", timeout=5)
-                with urllib.request.urlopen(f"{self.base}/lab?token={self.token}", timeout=10) as r:
-                    if r.status == 200: return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError): pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"JupyterLab did not answer on {self.base} within {self.start_timeout:.0f}s:\n{self.log_tail()}")
-            time.sleep(0.5)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"JupyterLab exited ({self.proc.returncode}) before answering:\n{self.log_tail()}")
+                try:
+                    self.api("GET", "/api/status", timeout=5)
+                    with urllib.request.urlopen(f"{self.base}/lab?token={self.token}", timeout=10) as r:
+                        if r.status == 200: return self
+                except (urllib.error.URLError, ConnectionError, TimeoutError, OSError): pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not answer on {self.base} within {self.start_timeout:.0f}s:\n"
+                                       f"{self.log_tail()}")
+                time.sleep(0.5)
+        except BaseException:
+            self.stop(); raise
 
     def shutdown_kernels(self):
         "Shut down every session and kernel through the REST API (the kernels of the notebooks opened)."
@@ -123,11 +138,7 @@ class JupyterLab:
         if self.proc.poll() is None: self.shutdown_kernels()
         children = _descendants(self.proc.pid)
         how = stop_process(self.proc, timeout, "JupyterLab")
-        for c in children:   # kernels the server left running
-            try: c.terminate(); c.wait(5)
-            except Exception:
-                try: c.kill()
-                except Exception: pass
+        _stop_all(children)   # kernels the server left running
         self._log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return how
@@ -143,21 +154,24 @@ class Chromium:
 
     def start(self):
         from playwright.sync_api import sync_playwright
-        self.profile = tempfile.mkdtemp(prefix="wb-chromium-")
-        self._log = open(Path(self.profile).parent/f"{Path(self.profile).name}.log", "wb")
-        self.proc = subprocess.Popen([self.executable, *CHROMIUM_ARGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.tmp = tempfile.mkdtemp(prefix="wb-chromium-")
+        self.profile = os.path.join(self.tmp, "profile")
+        self._log = open(os.path.join(self.tmp, "chromium.log"), "wb")
         port_file, deadline = Path(self.profile)/"DevToolsActivePort", time.monotonic() + self.start_timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Chromium ({self.executable}) did not open its DevTools port within "
-                                   f"{self.start_timeout:.0f}s:\n{self.log_tail()}")
-            time.sleep(0.2)
-        port = port_file.read_text().split()[0]
-        self.pw = sync_playwright().start()
-        self.browser = self.pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}", timeout=self.start_timeout * 1000)
-        self.context = self.browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]})
+        try:
+            self.proc = subprocess.Popen([self.executable, *CHROMIUM_ARGS, f"--user-data-dir={self.profile}", "about:blank"],
+                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Chromium ({self.executable}) did not open its DevTools port within "
+                                       f"{self.start_timeout:.0f}s (exit status {self.proc.poll()}):\n{self.log_tail()}")
+                time.sleep(0.2)
+            port = port_file.read_text().split()[0]
+            self.pw = sync_playwright().start()
+            self.browser = self.pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}", timeout=self.start_timeout * 1000)
+            self.context = self.browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]})
+        except BaseException:
+            self.stop(); raise
         return self
 
     def log_tail(self, n=3000) -> str:
@@ -169,18 +183,20 @@ class Chromium:
     def stop(self, timeout=15.0) -> str:
         "browser.close(); a watchdog kills the Chromium pid if that hangs; then the process is stopped by its pid."
         how = "Chromium not started"
-        if self.browser is not None:
+        if self.browser is not None and self.proc is not None:
             watchdog = threading.Timer(timeout, lambda: self.proc.poll() is None and self.proc.kill())
             watchdog.start()
             try: self.browser.close()
             except Exception: pass
             finally: watchdog.cancel()
+        children = _descendants(self.proc.pid) if self.proc is not None else []
         if self.proc is not None: how = stop_process(self.proc, timeout, "Chromium")
+        _stop_all(children)
         if self.pw is not None:
             try: self.pw.stop()
             except Exception: pass
-        if self.proc is not None: self._log.close()
-        shutil.rmtree(self.profile, ignore_errors=True)
+        self._log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
         return how
 
     def __enter__(self): return self.start()
@@ -199,10 +215,19 @@ def open_notebook(page, lab, path, timeout=120.0, workspace=None):
     "Open `path` in the lab and wait until its kernel is connected and idle."
     page.goto(lab.url(path, workspace), timeout=timeout * 1000)
     page.wait_for_function("() => !!window.jupyterapp", timeout=timeout * 1000)
-    page.wait_for_function(_panel("""
+    ready, deadline = _panel("""
         const k = panel.sessionContext.session && panel.sessionContext.session.kernel;
-        return panel.context.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';"""),
-        arg=path, timeout=timeout * 1000)
+        return panel.context.isReady && !!k && k.connectionStatus === 'connected' && k.status === 'idle';"""), \
+        time.monotonic() + timeout
+    while not page.evaluate(ready, path):
+        # a notebook without a kernelspec asks for a kernel: take the one offered (the default, python3)
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and "kernel" in dialog.first.inner_text().lower():
+            dialog.first.locator(".jp-mod-accept").first.click()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: no idle kernel {timeout:.0f}s after opening it in JupyterLab; dialogs: "
+                               f"{[d.inner_text()[:200] for d in dialog.all()]}")
+        time.sleep(0.5)
     page.evaluate(_panel("window.jupyterapp.shell.activateById(panel.id); return true;"), path)
 
 def run_all(page, path, timeout=300.0):
@@ -239,6 +264,11 @@ def notebook_state(page, path) -> dict:
         }
         const k = panel.sessionContext.session && panel.sessionContext.session.kernel;
         return {cells, kernel: k ? k.status : null};"""), path)
+
+def running_cells(page) -> list:
+    "Indices of the cells whose prompt shows `[*]` (running or queued)."
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')).map(
+        (c, i) => [i, (c.querySelector('.jp-InputPrompt') || {}).innerText || '']).filter(x => x[1].includes('*')).map(x => x[0])""")
 
 # ---------------------------------------------------------------- what the page shows
 # JupyterLab 4 renders an error output and a stream on stderr alike: `.jp-OutputArea-output.jp-RenderedText` with
