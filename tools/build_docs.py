@@ -15,8 +15,9 @@ notebook's cells in a kernel (`exec_show_docs`), and Quarto's cell options are a
 mkdocs + mkdocs-material + mkdocs-jupyter render it into `_site/`. This file is also the mkdocs hook
 (`hooks:` in mkdocs.yml) that builds the nav and keeps pages free of CDN scripts.
 
-Nothing is executed here: a notebook in nbs/ without an executed copy, or whose copy's cells differ
-from the notebook's, is reported and fails the build (the pages that can be built are; `--partial` exits 0).
+Nothing is executed here: a notebook in nbs/ without an executed copy, whose copy's cells differ from the
+notebook's (stale), or whose copy holds an error, is reported and fails the build (the pages that can be
+built still are; `--partial` exits 0).
 """
 import argparse, difflib, importlib, re, shutil, sys, time
 from pathlib import Path
@@ -52,19 +53,19 @@ def page_name(rel:Path) -> Path: # `03c_models.yolox.ipynb` → `models.yolox.ip
     "nbdev's page name for a notebook (`nbdev.doclinks._nbpath2html`), as a notebook in `_proc/`."
     return rel.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', rel.name.lower()))
 
-def _cells(path) -> list:
-    import nbformat
-    return [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+def _cells(nb) -> list: return [(c.cell_type, c.source) for c in nb.cells]
 
-def freshness(rels) -> tuple: # (fresh, missing, stale) lists of paths relative to nbs/
-    "Which notebooks have an executed copy in `_executed/` whose cells are the notebook's own."
-    fresh, missing, stale = [], [], []
+def freshness(rels) -> tuple: # (fresh, missing, stale, failed): lists of paths relative to nbs/
+    "Which notebooks have an executed copy in `_executed/` with the notebook's own cells, and no error output."
+    import nbformat
+    fresh, missing, stale, failed = [], [], [], []
     for rel in rels:
-        exe = EXECUTED/rel
-        if not exe.exists(): missing.append(rel)
-        elif _cells(exe) != _cells(NBS/rel): stale.append(rel)
+        if not (EXECUTED/rel).exists(): missing.append(rel); continue
+        exe = nbformat.read(EXECUTED/rel, as_version=4)
+        if _cells(exe) != _cells(nbformat.read(NBS/rel, as_version=4)): stale.append(rel)
+        elif any(o.get('output_type') == 'error' for c in exe.cells for o in c.get('outputs', [])): failed.append(rel)
         else: fresh.append(rel)
-    return fresh, missing, stale
+    return fresh, missing, stale, failed
 
 ## nbdev processing
 
@@ -142,7 +143,8 @@ def render_show_docs_proc():
         def cell(self, cell):
             if not _is_showdoc(cell) or cell.get('outputs'): return
             src = '\n'.join(l for l in cell.source.splitlines() if not _re_directive.match(l))
-            md = show_doc_md(src, self.ns)
+            try: md = show_doc_md(src, self.ns)
+            except NameError as e: print(f"  warning: {self.nb.path_}: {e}; no entry shown"); return
             cell.outputs = [dict(output_type='display_data', metadata={}, data={'text/markdown': [md]})]
     return render_show_docs
 
@@ -281,9 +283,10 @@ def build(partial:bool) -> int:
     if not EXECUTED.is_dir():
         print(f"No executed notebooks in {EXECUTED}: run `python tools/run_notebooks.py --out _executed` first")
         return 1
-    fresh, missing, stale = freshness(source_notebooks())
-    print(f"Processing {len(fresh) + len(stale)} executed notebooks into _proc/")
-    write_pages(sorted(fresh + stale))
+    fresh, missing, stale, failed = freshness(source_notebooks())
+    built = sorted(fresh + stale + failed)
+    print(f"Processing {len(built)} executed notebooks into _proc/")
+    write_pages(built)
     import logging
     logging.basicConfig(level=logging.WARNING, format="mkdocs %(levelname)s: %(message)s")
     logging.getLogger().handlers[0].addFilter(lambda r: "Alternative text is missing" not in r.getMessage())
@@ -291,11 +294,13 @@ def build(partial:bool) -> int:
     from mkdocs.config import load_config
     t1 = time.perf_counter()
     mkdocs_build(load_config(str(ROOT/"mkdocs.yml")))
-    print(f"Built _site/: {len(fresh) + len(stale)} pages (processing {t1 - t0:.0f}s, mkdocs {time.perf_counter() - t1:.0f}s)")
+    print(f"Built _site/: {len(built)} pages (processing {t1 - t0:.0f}s, mkdocs {time.perf_counter() - t1:.0f}s)")
     for rel in missing: print(f"MISSING  nbs/{rel}: no executed copy in _executed/ (its page is not built)")
     for rel in stale: print(f"STALE    nbs/{rel}: _executed/{rel} has other cells than the notebook (its page is out of date)")
-    if missing or stale:
-        print(f"{len(missing)} missing, {len(stale)} stale: run `python tools/run_notebooks.py --out _executed`"
+    for rel in failed: print(f"ERROR    nbs/{rel}: _executed/{rel} has error outputs (its page shows them)")
+    if missing or stale or failed:
+        print(f"{len(missing)} missing, {len(stale)} stale, {len(failed)} with errors: "
+              "run `python tools/run_notebooks.py --out _executed` and fix what fails"
               + (" (--partial: not a failure)" if partial else ""))
         return 0 if partial else 1
     return 0
