@@ -41,6 +41,8 @@ CSS = """\
 .jupyter-wrapper .jp-RenderedMarkdown hr { margin: 1.5em 0 .5em; }
 .jupyter-wrapper a.nbdev-source { float: right; font-size: smaller; }
 .jupyter-wrapper .jp-RenderedMarkdown .highlight pre { font-size: 13px; line-height: 1.45; }
+.jupyter-wrapper td:first-child code { white-space: nowrap; }
+.jupyter-wrapper a code { color: var(--md-typeset-a-color); }
 """
 
 def source_notebooks() -> list: # paths under nbs/, as tools/run_notebooks.py finds them
