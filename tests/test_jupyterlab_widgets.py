@@ -109,7 +109,7 @@ def report_screenshots(request):
     tr, capture = (request.config.pluginmanager.getplugin(n) for n in ("terminalreporter", "capturemanager"))
     if tr is None or not _SHOTS: return
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        tr.ensure_newline(); tr.write_line(f"JupyterLab widget screenshots: {screenshots_dir()}")
+        tr.write_line(f"\nJupyterLab widget screenshots: {screenshots_dir()}")
 
 def test_discovery_rule(tmp_path):
     "The rule selects code cells calling browse( or using ipywidgets, not markdown, not checkpoints."
@@ -168,7 +168,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
     where = f"{rel} (screenshots: {shots})"
     stat0 = notebook.stat().st_mtime_ns
     page, t0 = chrome.new_page(), time.monotonic()
-    problems = []
+    problems, bad_cells = [], []   # what is wrong; the cells to show in page.png
     try:
         jb.open_notebook(page, lab, rel, timeout=OPEN_TIMEOUT, workspace=re.sub(r"\W+", "-", rel))
         saved0 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
@@ -179,8 +179,9 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         code = [c for c in state["cells"] if c["type"] == "code"]
         # 2. errors, cells Run All did not reach, tracebacks and widget errors in the page
         for c in code:
-            for e in c["errors"]: problems.append(f"{where}: {_cell_line(state, c['index'])} raised {e}")
-        not_run = [c["index"] for c in code if c["count"] is None and c["source"].strip()]
+            for e in c["errors"]:
+                problems.append(f"{where}: {_cell_line(state, c['index'])} raised {e}"); bad_cells.append(c["index"])
+        not_run = [c["index"] for c in code if c["count"] is None and not c["blank"]]
         if not_run:
             problems.append(f"{where}: Run All did not execute cells {not_run} (it stops at the first error); "
                             f"first: {_cell_line(state, not_run[0])}")
@@ -214,8 +215,9 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         for tb in jb.page_tracebacks(page):
             place = ("the Log Console (output of a widget callback)" if tb["inLogConsole"] else
                      _cell_line(state, tb["cell"]) + (" inside a widget" if tb["inWidget"] else ""))
-            problems.append(f"{where}: the page shows a traceback in {place}: {tb['text']}")
-        for msg in jb.widget_display_errors(page): problems.append(f"{where}: the page says {msg!r}")
+            problems.append(f"{where}: the page shows a traceback in {place}: {tb['text']}"); bad_cells.append(tb["cell"])
+        for d in jb.widget_display_errors(page):
+            problems.append(f"{where}: {_cell_line(state, d['cell'])} says {d['text']!r}"); bad_cells.append(d["cell"])
         # 4. never saved
         saved1 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
         if saved1 != saved0: problems.append(f"{where}: JupyterLab saved the notebook ({saved0} -> {saved1})")
@@ -229,7 +231,10 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         problems.append(f"{where}: {type(e).__name__}: {str(e)[:2000]}\n--- cells shown as running [*]: {running}"
                         f"\n--- JupyterLab log (tail)\n{lab.log_tail(1500)}")
     finally:
-        try: page.screenshot(path=str(shots/"page.png"), full_page=True)
+        try:
+            bad = [c for c in bad_cells if c >= 0]
+            if bad: jb.scroll_to_cell(page, bad[0])
+            page.screenshot(path=str(shots/"page.png"), full_page=True)
         except Exception as e: problems.append(f"{where}: page screenshot failed: {e}")
         try: page.close()
         except Exception: pass

@@ -252,7 +252,8 @@ def notebook_state(page, path) -> dict:
         const cells = [];
         for (let i = 0; i < panel.content.model.cells.length; i++) {
           const m = panel.content.model.cells.get(i);
-          const c = {index: i, type: m.type, source: m.sharedModel.getSource().split('\\n')[0].slice(0, 120)};
+          const src = m.sharedModel.getSource();
+          const c = {index: i, type: m.type, source: src.trim().split('\\n')[0].slice(0, 120), blank: !src.trim()};
           if (m.type === 'code') {
             const outs = m.outputs.toJSON();
             c.count = m.executionCount;
@@ -305,15 +306,25 @@ def open_log_console(page, path, timeout=30.0) -> int:
     return page.evaluate("() => document.querySelectorAll('.jp-LogConsole .jp-OutputArea-child').length")
 
 def widget_display_errors(page) -> list:
-    "Texts of the page that say a widget could not be shown (ipywidgets' 'Error displaying widget')."
+    """Outputs of the notebook saying a widget could not be shown (ipywidgets' 'Error displaying widget'):
+    [{cell, text}]."""
     return page.evaluate(r"""() => {
-      const t = document.body.innerText || '', out = [];
-      for (const m of t.matchAll(/Error displaying widget[^\n]*/g)) out.push(m[0].slice(0, 300));
+      const cells = Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell')), out = [], seen = new Set();
+      for (const o of document.querySelectorAll('.jp-OutputArea-output'))
+        for (const m of (o.innerText || '').matchAll(/Error displaying widget[^\n]*/g)) {
+          const cell = cells.indexOf(o.closest('.jp-Cell')), text = m[0].slice(0, 300);
+          if (!seen.has(cell + text)) { seen.add(cell + text); out.push({cell, text}); } }
       return out; }""")
 
+def scroll_to_cell(page, i):
+    "Scroll cell `i` of the open notebook into view (for the page screenshot of a failure)."
+    page.evaluate("""(i) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+                             if (c) c.scrollIntoView({block: 'start'}); }""", i)
+
 def rendered_widgets(page) -> int:
-    "How many widget views the notebook's output areas show."
-    return page.evaluate("() => document.querySelectorAll('.jp-OutputArea-output > .jupyter-widgets').length")
+    "How many widget views the notebook's own output areas show (not counting widgets inside widgets)."
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output > .jupyter-widgets'))
+                              .filter(e => !e.parentElement.closest('.jupyter-widgets')).length""")
 
 # A browser widget: the `.wb-browse` container of `workbench.viz.browse`, else (older browse, any slider browser)
 # the innermost `.widget-vbox` holding a `.widget-slider` and a figure area (`.widget-output` or `.widget-image`).
