@@ -15,13 +15,13 @@ from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'class_colors', 'text_label', 'class_legend', 'denormalize', 'overlay_mask', 'draw_boxes',
-           'overlay_boxes', 'image_iou', 'show_seg_batch', 'show_det_batch', 'plot_lr', 'plot_history',
-           'plot_confusion', 'plot_per_class', 'browse', 'save_figure']
+__all__ = ['IGNORE_RGB', 'PROMPT_STYLE', 'class_colors', 'text_label', 'class_legend', 'denormalize', 'overlay_mask',
+           'draw_boxes', 'overlay_boxes', 'image_iou', 'show_seg_batch', 'show_det_batch', 'weights_note', 'plot_lr',
+           'plot_history', 'plot_confusion', 'plot_per_class', 'prompt_legend', 'item_name', 'browse', 'save_figure']
 
 # %% ../nbs/05_viz.ipynb #914f3994
 def _subplots(n:int, ncols:int, size=(3, 3)):
-    "A closed figure with `n` axes on a grid `ncols` wide (unused cells removed); `size` is per axis (w, h)."
+    "A closed figure with `n` axes on a grid `ncols` wide (unused cells removed); `size`: per axis."
     ncols = max(1, min(ncols, n)); nrows = math.ceil(n / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
                             layout="constrained")
@@ -60,7 +60,7 @@ def _ink(rgb) -> str:
 def text_label(ax, x:float, y:float, # position in data units (pixels for images)
                text:str, color=(1., 1., 1.), # background colour of the text's box
                fontsize:float=7, ha:str="left", va:str="bottom"):
-    "Text on a box of `color`, clamped into the axes' view and clipped to the axes. Returns the Text."
+    "Text on a box of `color`, clamped into the axes' view and clipped to the axes; returns it."
     (l, r), (lo, hi) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
     x, y = min(max(float(x), l), r), min(max(float(y), lo), hi)
     box = dict(boxstyle="square,pad=0.2", facecolor=color, edgecolor="none", alpha=0.85)
@@ -75,18 +75,24 @@ def class_legend(target, # Figure (legend below the panels) or Axes (legend insi
                  colors:list, # one colour per entry, RGB floats in [0, 1]
                  ignore:bool=False, # add an entry for ignored pixels (255) in `IGNORE_RGB`
                  title:str|None=None,
-                 ncols:int|None=None, # legend columns; None: as many as the figure's width fits, up to 6
+                 ncols:int|None=None, # legend columns; None: as many as fit (at most 6)
                 ): # Legend, or None when there is nothing to show
     "A legend of coloured patches."
     hs = [Patch(facecolor=c, edgecolor="k", lw=0.5, label=str(n)) for n, c in zip(names, colors)]
     if ignore: hs.append(Patch(facecolor=np.array(IGNORE_RGB) / 255, edgecolor="k", lw=0.5,
                                label="ignore (255)"))
-    if not hs: return None
+    return _legend(target, hs, title, ncols)
+
+def _legend(target, handles:list, title=None, ncols=None):
+    "Legend below a figure's panels (or inside an axes); None if empty."
+    if not handles: return None
     if not isinstance(target, plt.Figure): loc, fits = "best", 1
-    else: loc, fits = ("outside " if target.get_layout_engine() else "") + "lower center", target.get_figwidth()
+    else:
+        loc = ("outside " if target.get_layout_engine() else "") + "lower center"
+        fits = target.get_figwidth()
     ncols = ncols or max(1, min(6, int(fits / 1.4)))
-    return target.legend(handles=hs, loc=loc, ncols=min(ncols, len(hs)), fontsize=8, title=title,
-                         title_fontsize=8)
+    return target.legend(handles=handles, loc=loc, ncols=min(ncols, len(handles)), fontsize=8,
+                         title=title, title_fontsize=8)
 
 # %% ../nbs/05_viz.ipynb #ace99432
 def denormalize(img:torch.Tensor, # float [3, H, W] or [B, 3, H, W], `(x/255 - mean) / std`
@@ -97,7 +103,8 @@ def denormalize(img:torch.Tensor, # float [3, H, W] or [B, 3, H, W], `(x/255 - m
     mean = torch.as_tensor(mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
     std = torch.as_tensor(std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
     if img.ndim not in (3, 4) or img.shape[-3] != len(mean):
-        raise ValueError(f"expected [{len(mean)}, H, W] or [B, {len(mean)}, H, W] images, got shape {tuple(img.shape)}")
+        raise ValueError(f"expected [{len(mean)}, H, W] or [B, {len(mean)}, H, W] images, "
+                         f"got shape {tuple(img.shape)}")
     return ((img * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 # %% ../nbs/05_viz.ipynb #55ded96a
@@ -117,7 +124,8 @@ def overlay_mask(img:torch.Tensor, # uint8 [3, H, W]
     if not labels: return img.clone()
     colors = [IGNORE_RGB if c == ignore_index else tuple(int(v) for v in pal[c % len(pal)])
               for c in labels]
-    out = draw_segmentation_masks(img, torch.stack([mask == c for c in labels]), alpha=alpha, colors=colors)
+    out = draw_segmentation_masks(img, torch.stack([mask == c for c in labels]), alpha=alpha,
+                                  colors=colors)
     return torch.where(mask != 0, out, img)  # exact background, whatever the blending rounds to
 
 # %% ../nbs/05_viz.ipynb #d3efbed5
@@ -125,7 +133,7 @@ def _class_name(classes, c:int) -> str:
     return str(classes[c]) if classes is not None and 0 <= c < len(classes) else f"class {c}"
 
 def _box_caption(ax, box, text:str, color, fontsize:float):
-    "Caption above the box's top-left corner; inside the box at the top border; right-aligned at the right."
+    "Caption above the box's top-left corner; inside at the top border, right-aligned on the right."
     (x0, y0, x1, y1), (l, r), (top, bottom) = box, sorted(ax.get_xlim()), sorted(ax.get_ylim())
     inside, right = y0 - top < 0.08 * (bottom - top), x0 > l + 0.7 * (r - l)
     return text_label(ax, x1 if right else x0, y0, text, color, fontsize,
@@ -138,9 +146,10 @@ def draw_boxes(ax, # an image panel (y axis pointing down, as `imshow` leaves it
                classes=None, # class names indexed by id (captions `class <id>` without)
                palette=None, # uint8 [K, 3] colours instead of tab10/tab20
                lw:float=1.5, fontsize:float=7, captions:bool=True):
-    "Boxes as rectangles coloured by class, captioned `name score` on a box of that colour. Returns `ax`."
+    "Boxes as rectangles coloured by class, captioned `name score` on that colour; returns `ax`."
     boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float64).reshape(-1, 4).tolist()
-    labels = [0] * len(boxes) if labels is None else torch.as_tensor(labels).reshape(-1).long().tolist()
+    labels = torch.zeros(len(boxes)) if labels is None else torch.as_tensor(labels)
+    labels = labels.reshape(-1).long().tolist()
     cols = class_colors(labels, len(classes) if classes is not None else None, palette)
     for k, ((x0, y0, x1, y1), c, col) in enumerate(zip(boxes, labels, cols)):
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=col, lw=lw))
@@ -158,7 +167,8 @@ def overlay_boxes(img:torch.Tensor, # uint8 [3, H, W]
                  ) -> torch.Tensor: # uint8 [3, H, W]
     "Boxes drawn into the image's pixels, coloured by class (see `class_colors`)."
     labels = torch.zeros(len(boxes_xyxy), dtype=torch.long) if labels is None else labels
-    cols = [tuple(round(v * 255) for v in c) for c in class_colors(labels.tolist(), n_classes, palette)]
+    cols = class_colors(labels.tolist(), n_classes, palette)
+    cols = [tuple(round(v * 255) for v in c) for c in cols]
     return draw_bounding_boxes(img, boxes_xyxy, colors=cols, width=width)
 
 # %% ../nbs/05_viz.ipynb #cb2eac41
@@ -173,9 +183,11 @@ def image_iou(pred:torch.Tensor, # int [H, W] predicted labels
               ignore_index:int|None=255, # pixels excluded
              ) -> float:
     "Mean IoU over the classes present in `mask` or `pred` (NaN without valid pixels)."
-    valid = mask != ignore_index if ignore_index is not None else torch.ones_like(mask, dtype=torch.bool)
+    keep = torch.ones_like(mask, dtype=torch.bool)
+    valid = keep if ignore_index is None else mask != ignore_index
     p, m = pred[valid], mask[valid]
-    ious = [((p == c) & (m == c)).sum() / ((p == c) | (m == c)).sum() for c in torch.cat([p, m]).unique()]
+    ious = [((p == c) & (m == c)).sum() / ((p == c) | (m == c)).sum()
+            for c in torch.cat([p, m]).unique()]
     return torch.stack(ious).float().mean().item() if ious else float("nan")
 
 def _seg_legend(fig, classes, pal, maps, ignore_index):
@@ -195,9 +207,10 @@ def _seg_pair(axs, img, mask, pred, name, pal, alpha, ignore_index):
     _imshow(axs[0], overlay_mask(img, mask, pal, alpha, ignore_index), f"{name}: ground truth")
     if pred is None: return
     iou = image_iou(pred, mask, ignore_index)
-    _imshow(axs[1], overlay_mask(img, pred, pal, alpha, ignore_index), f"{name}: prediction, IoU {iou:.2f}")
+    _imshow(axs[1], overlay_mask(img, pred, pal, alpha, ignore_index),
+            f"{name}: prediction, IoU {iou:.2f}")
 
-def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised with mean/std, else [0, 1]) or uint8
+def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised by mean/std, or [0, 1])/uint8
                    masks:torch.Tensor, # [B, H, W] int ground truth
                    preds:torch.Tensor|None=None, # [B, H, W] int labels or [B, C, H, W] logits
                    mean=None, std=None, # normalisation to undo
@@ -205,15 +218,17 @@ def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised with me
                    ncols:int=4, # panels per row
                    max_n:int=8, # samples shown
                    palette=None, alpha:float=0.5, ignore_index:int|None=255,
-                   names=None, # B sample names (file stems, ids) for the panel titles; default the index
+                   names=None, # B sample names (file stems, ids) for the titles; default the index
                    title:str|None=None, # what the batch is: split, augmentation, weights
+                   size:float=3, # panel width and height, inches
                   ): # Figure
     "Grid of images with ground truth overlaid, the prediction beside each when `preds` is given."
     imgs, masks = _to_uint8(images[:max_n].detach().cpu(), mean, std), masks[:max_n].detach().cpu()
     if preds is not None:
         preds = preds[:max_n].detach().cpu(); preds = preds.argmax(1) if preds.ndim == 4 else preds
-    pal, per = (voc_palette() if palette is None else np.asarray(palette)), (1 if preds is None else 2)
-    fig, axs = _subplots(len(imgs) * per, ncols + ncols % per)
+    pal = voc_palette() if palette is None else np.asarray(palette)
+    per = 1 if preds is None else 2
+    fig, axs = _subplots(len(imgs) * per, ncols + ncols % per, (size, size))
     for i, (img, nm) in enumerate(zip(imgs, _names(names, len(imgs)))):
         _seg_pair(axs[i * per:], img, masks[i], None if preds is None else preds[i], nm, pal, alpha,
                   ignore_index)
@@ -229,34 +244,49 @@ def _det_legend(fig, classes, labels):
 
 def show_det_batch(images:list, # B uint8 [3, H_i, W_i] original images
                    gts:list, # B (boxes_xyxy [N, 4] px, labels [N]) ground truth
-                   preds:list|None=None, # B [K, 6] (x1, y1, x2, y2, score, label), e.g. `postprocess(..., infos=)`
+                   preds:list|None=None, # B [K, 6] (x1, y1, x2, y2, score, label) (`postprocess`)
                    classes=None, ncols:int=4, max_n:int=8, min_score:float=0.0,
-                   names=None, # B image names (file stems, ids) for the panel titles; default the index
+                   names=None, # B image names (file stems, ids) for the titles; default the index
                    title:str|None=None, # what the batch is: split, augmentation, weights
+                   size:float=3, # panel width and height, inches
                   ): # Figure
     "Grid of images with ground-truth boxes, and the predictions (score ≥ `min_score`) beside each."
     per, n = (1 if preds is None else 2), min(len(images), max_n)
-    fig, axs = _subplots(n * per, ncols + ncols % per)
+    fig, axs = _subplots(n * per, ncols + ncols % per, (size, size))
     shown = []
     for i, nm in enumerate(_names(names, n)):
         (b, l), ax = gts[i], axs[i * per]; shown.append(l)
-        _imshow(ax, images[i], f"{nm}: ground truth ({len(l)})"); draw_boxes(ax, b, l, classes=classes)
+        _imshow(ax, images[i], f"{nm}: ground truth ({len(l)})")
+        draw_boxes(ax, b, l, classes=classes)
         if preds is None: continue
-        d, ax = preds[i].detach().cpu(), axs[i * per + 1]; d = d[d[:, 4] >= min_score]; shown.append(d[:, 5])
+        d, ax = preds[i].detach().cpu(), axs[i * per + 1]
+        d = d[d[:, 4] >= min_score]; shown.append(d[:, 5])
         _imshow(ax, images[i], f"{nm}: prediction ({len(d)}, score ≥ {min_score:g})")
         draw_boxes(ax, d[:, :4], d[:, 5], d[:, 4], classes)
     _det_legend(fig, classes, shown)
     if title: fig.suptitle(title, fontsize=10)
     return fig
 
+# %% ../nbs/05_viz.ipynb #0f40ea34
+def weights_note(epochs:int, # epochs trained in this run
+                 weights:str="", # the weights it started from ("" = random initialisation)
+                ) -> str:
+    "How trained a model is, for figure titles."
+    src = f"weights {Path(weights).name}" if weights else "random weights"
+    if not epochs: return f"{src}, untrained"
+    return f"{src} + {epochs} epoch{'s' if epochs != 1 else ''} of training"
+
 # %% ../nbs/05_viz.ipynb #9aa20b17
 def plot_lr(lrs, # list of floats per optimizer step, or {name: list}
             title:str="learning rate",
+            step:int=1, # optimizer steps between two values (for subsampled schedules)
            ): # Figure
     "Learning rate against optimizer step."
     series = lrs if isinstance(lrs, dict) else {"lr": lrs}
     fig, (ax,) = _subplots(1, 1, size=(6, 3.5))
-    for name, v in series.items(): ax.plot(np.asarray(torch.as_tensor(v, dtype=torch.float64)), label=str(name))
+    for name, v in series.items():
+        y = np.asarray(torch.as_tensor(v, dtype=torch.float64))
+        ax.plot(np.arange(len(y)) * step, y, label=str(name))
     ax.set(xlabel="optimizer step", ylabel="learning rate", title=title)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if len(series) > 1: ax.legend()
@@ -303,7 +333,8 @@ def _plot_series(ax, x, y, label, note:bool):
                          textcoords="offset points", fontsize=8, color=line.get_color())
 
 def plot_history(rows, # results.csv path, or list of dicts (values may be strings)
-                 keys=None, # metric columns to plot (default: names ending in IoU/Acc/AP/AR/Dice/F1)
+                 keys=None, # metric columns (default: names ending in IoU/Acc/AP/AR/Dice/F1)
+                 title:str|None=None, # the figure's title, e.g. the run
                 ): # Figure
     "Losses and metrics as lines against `epoch` (the row number when there is no epoch column)."
     cols, n = _read_columns(rows); cols.pop("step", None)
@@ -314,49 +345,82 @@ def plot_history(rows, # results.csv path, or list of dicts (values may be strin
     for ax, (g, ks) in zip(axs, groups.items()):
         for k in ks: _plot_series(ax, x, cols[k], k, note=g == "metrics" or k.startswith("val"))
         ran = x[np.isfinite(np.stack([cols[k] for k in ks])).any(0)]
-        ax.set(xlabel=xlabel, title=f"{g}: {len(ran)} value(s), {_cadence(ran)}" if g == "metrics" else g)
+        head = ("loss (train: epoch mean)" if g == "loss"
+                else f"{g}: {len(ran)} value(s), {_cadence(ran)}")
+        ax.set(xlabel=xlabel, title=head)
         ax.legend(fontsize=8); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(x): ax.set_xlim(x.min() - 0.5, x.max() + 0.5)
     if not groups: axs[0].set_title("nothing to plot yet")
+    if title: fig.suptitle(title, fontsize=10)
     return fig
 
 # %% ../nbs/05_viz.ipynb #ef3c0c8b
 def plot_confusion(cm, # [n, n] counts, rows = ground truth, columns = prediction
                    classes=None, # n class names
                    normalize:bool=True, # divide each row by its sum
+                   title:str|None=None, # default "confusion (row-normalised)" / "confusion"
                   ): # Figure
     "Heatmap of a confusion matrix with the values written in the cells (up to 30 classes)."
     cm = torch.as_tensor(cm).detach().cpu().double()
-    m = torch.where(cm.sum(1, keepdim=True) > 0, cm / cm.sum(1, keepdim=True), torch.nan) if normalize else cm
+    rows = cm.sum(1, keepdim=True)
+    m = torch.where(rows > 0, cm / rows, torch.nan) if normalize else cm
     n, names = len(m), [str(c) for c in (classes if classes is not None else range(len(m)))]
     fig, (ax,) = _subplots(1, 1, size=(max(4, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
     vmax = 1. if normalize else max(float(cm.max()), 1.)
     fig.colorbar(ax.imshow(m.numpy(), cmap="Blues", vmin=0, vmax=vmax), ax=ax, shrink=0.8)
     ax.set_xticks(range(n), names, rotation=90); ax.set_yticks(range(n), names)
-    ax.set(xlabel="prediction", ylabel="ground truth", title="confusion (row-normalised)" if normalize else "confusion")
+    title = title or ("confusion (row-normalised)" if normalize else "confusion")
+    ax.set(xlabel="prediction", ylabel="ground truth", title=title)
     for i, j in np.ndindex(n, n) if n <= 30 else []:
         v = float(m[i, j])
-        if not math.isnan(v): ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
-                                      fontsize=7, color="white" if v > vmax / 2 else "black")
+        if math.isnan(v): continue
+        ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                fontsize=7, color="white" if v > vmax / 2 else "black")
     return fig
 
 # %% ../nbs/05_viz.ipynb #3752e0d7
-def plot_per_class(values, # n per-class numbers (list, tensor) or {class name: value}; NaN = missing
+def plot_per_class(values, # n per-class numbers (list, tensor) or {class: value}; NaN = missing
                    classes=None, # n class names
                    title:str="IoU",
                   ): # Figure
     "Horizontal bar per class, values written at the bar ends, NaN-mean as a dashed line."
     if isinstance(values, dict): classes, values = list(values), list(values.values())
     v = np.array([float(x) for x in values], dtype=np.float64)
-    names, y, ok = [str(c) for c in (classes if classes is not None else range(len(v)))], np.arange(len(v)), np.isfinite(v)
+    names = [str(c) for c in (classes if classes is not None else range(len(v)))]
+    y, ok = np.arange(len(v)), np.isfinite(v)
     fig, (ax,) = _subplots(1, 1, size=(6, 0.3 * len(v) + 1.2))
     ax.barh(y[ok], v[ok], color="C0")
-    for yi, vi, good in zip(y, v, ok): ax.text(vi if good else 0, yi, f" {vi:.3f}" if good else " n/a", va="center", fontsize=8)
+    for yi, vi, good in zip(y, v, ok):
+        ax.text(vi if good else 0, yi, f" {vi:.3f}" if good else " n/a", va="center", fontsize=8)
     ax.set_yticks(y, names); ax.invert_yaxis()
     mean = v[ok].mean() if ok.any() else math.nan
     if ok.any(): ax.axvline(mean, color="C1", ls="--", lw=1)
-    ax.set(title=f"{title} (mean {mean:.3f})", xlim=(min(0, np.nanmin(v[ok], initial=0)), max(1, np.nanmax(v[ok], initial=0) * 1.15)))
+    lim = (min(0, np.nanmin(v[ok], initial=0)), max(1, np.nanmax(v[ok], initial=0) * 1.15))
+    ax.set(title=f"{title} (mean {mean:.3f})", xlim=lim)
     return fig
+
+# %% ../nbs/05_viz.ipynb #80e0b90b
+PROMPT_STYLE = dict(
+    mask=(251 / 255, 252 / 255, 30 / 255, 0.45), box="blue",  # RGBA of masks, box outline colour
+    # scatter kwargs of the points
+    positive=dict(c="limegreen", marker="*", s=200, edgecolors="white", linewidths=1.2),
+    negative=dict(c="red", marker="X", s=120, edgecolors="white", linewidths=1.2))
+
+def _prompt_handle(kind:str, label:str):
+    st = PROMPT_STYLE[kind]
+    if kind == "mask": return Patch(facecolor=st, edgecolor="k", lw=0.5, label=label)
+    if kind == "box": return Patch(facecolor="none", edgecolor=st, lw=2, label=label)
+    return Line2D([], [], ls="none", marker=st["marker"], ms=10, mfc=st["c"], mec="grey",
+                  label=label)
+
+def prompt_legend(target, # Figure or Axes
+                  kinds=("mask", "box", "positive", "negative"), # the marks used
+                  mask_label:str="mask", # what the yellow is: "ground truth", "predicted mask"…
+                 ): # Legend
+    "Legend of the prompt marks: mask, box prompt, positive and negative points."
+    names = dict(mask=mask_label, box="box prompt", positive="positive point",
+                 negative="negative point")
+    return _legend(target, [_prompt_handle(k, names[k]) for k in kinds])
 
 # %% ../nbs/05_viz.ipynb #63d78aa5
 def _live_kernel() -> bool:
@@ -379,16 +443,18 @@ def _fig_to_png(fig, dpi:int=100) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight"); plt.close(fig)
     return buf.getvalue()
 
-def _item_name(items, i:int) -> str:
-    "A short name for item `i`: `items.images[i]`'s stem, or `items.ids[i]` / `items.names[i]`; '' without."
-    for attr in ("images", "ids", "names"):
+def item_name(items, i:int) -> str:
+    "Name of item `i`: file stem of `items.images[i]` / `image_files[i]`, or `ids[i]` / `names[i]`."
+    for attr in ("images", "image_files", "ids", "names"):
         try: v = getattr(items, attr)[i]
         except (AttributeError, TypeError, IndexError, KeyError): continue
-        return _short(Path(v).stem if attr == "images" and isinstance(v, (str, Path)) else v)
-    return ""
+        is_file = isinstance(v, (str, Path)) and attr.startswith("image")
+        return _short(Path(v).stem if is_file else v)
+    inner = getattr(items, "dataset", None)  # a wrapper (Subset-like, mosaic, seeded) of a dataset
+    return item_name(inner, i) if inner is not None and inner is not items else ""
 
 def _caption(items, i:int, label_fn=None) -> str:
-    name = label_fn(i) if label_fn is not None else _item_name(items, i)
+    name = label_fn(i) if label_fn is not None else item_name(items, i)
     return f"index {i} (item {i + 1} of {len(items)})" + (f": {name}" if name else "")
 
 # %% ../nbs/05_viz.ipynb #73f0182f
@@ -402,7 +468,7 @@ def _static_grid(items, show_fn, start, n, label_fn=None):
     return fig
 
 def _browser_parts(n:int, start:int):
-    "The widgets: slider over 0..n-1, previous / next buttons, label, image; each with its CSS class."
+    "The widgets: slider over 0..n-1, previous / next buttons, label, image; each with a CSS class."
     import ipywidgets as W
     parts = dict(slider=W.IntSlider(value=start, min=0, max=n - 1, description="index",
                                     continuous_update=False),
@@ -413,7 +479,7 @@ def _browser_parts(n:int, start:int):
     return parts
 
 def _browser(items, show_fn, start, label_fn=None):
-    "VBox (CSS class `wb-browse`): controls, label and figure, redrawn when the slider's value changes."
+    "VBox (CSS class `wb-browse`): controls, label, figure; redrawn when the slider's value moves."
     import ipywidgets as W
     n, p = len(items), _browser_parts(len(items), start)
     s = p["slider"]
@@ -432,10 +498,10 @@ def browse(items, # any sequence supporting len() and [i], e.g. a Dataset
            show_fn, # item -> matplotlib Figure
            start:int=0, # index shown first
            n_static:int=4, # items tiled by the static figure
-           live:bool|None=None, # the widget (True) or the static figure (False); None: widget in a live kernel
-           label_fn=None, # index -> the item's name for the label (default: file stem or id when known)
+           live:bool|None=None, # widget (True), static figure (False); None: widget in live kernels
+           label_fn=None, # index -> the item's name in the label (default: file stem or id)
           ): # ipywidgets.VBox (CSS class `wb-browse`) or a Figure
-    "Browser over `items` (slider, previous/next, label, figure); a static grid where widgets cannot run."
+    "Browser over `items` (slider, previous/next, label, figure); a static grid without widgets."
     if len(items) == 0: raise ValueError("browse: `items` is empty")
     start = min(max(start, 0), len(items) - 1)
     if live is None: live = _live_kernel()
@@ -449,6 +515,7 @@ def save_figure(fig, # matplotlib Figure
                ) -> Path:
     "Write `fig` atomically (parent folders created) and close it."
     path = Path(path)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight"))
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=fmt, bbox_inches="tight"))
     plt.close(fig)
     return path

@@ -267,7 +267,8 @@ def show_box(ax, box, color="blue", lw:float=2):
 
 def show_medsam_samples(samples, # a list of `MedSAMDataset` items, or a collated batch
                         ncols:int=2, size:float=5):
-    "Each sample: image, mask in yellow, box in blue, file name as title. Returns the (closed) figure."
+    "Each sample: image, mask in yellow, box in blue, file name as title, and a legend. Returns the (closed) figure."
+    from workbench.viz import prompt_legend
     if isinstance(samples, dict): samples = [{k: v[i] for k, v in samples.items()} for i in range(len(samples["image"]))]
     n = len(samples); nrows = -(-n // ncols)
     fig, axs = plt.subplots(nrows, min(n, ncols), figsize=(size * min(n, ncols), size * nrows), squeeze=False, layout="constrained")
@@ -276,6 +277,7 @@ def show_medsam_samples(samples, # a list of `MedSAMDataset` items, or a collate
     for ax, s in zip(axs.flat, samples):
         ax.imshow(s["image"].permute(1, 2, 0).numpy()); show_mask(ax, s["gt2D"]); show_box(ax, s["bboxes"])
         ax.set_axis_off(); ax.set_title(s["image_name"])
+    prompt_legend(fig, ("mask", "box"), mask_label="ground-truth mask")
     return fig
 
 # %% ../../nbs/01e_data.medsam.ipynb #f7a67cef

@@ -149,18 +149,25 @@ def prompt_collate(batch:list) -> dict:
     return out
 
 # %% ../../nbs/01f_data.prompts.ipynb #6162edc3
+def _show_prompt(ax, item:dict, q:int):
+    "Image, mask, box and points of prompt `q` of a `PromptDataset` item."
+    from workbench.viz import PROMPT_STYLE
+    ax.imshow(item["image"].permute(1, 2, 0).numpy()); show_mask(ax, item["masks"][q])
+    show_box(ax, item["boxes_xyxy"][q])
+    for lab, kind in ((1, "positive"), (0, "negative")):
+        p = item["points"][q][item["point_labels"][q] == lab]
+        ax.scatter(p[:, 0], p[:, 1], **PROMPT_STYLE[kind])
+    ax.set_axis_off(); ax.set_title(f"{item['image_name']} · prompt {q}", fontsize=9)
+
 def show_prompts(item:dict, # a `PromptDataset` item
                  max_prompts:int=4, ncols:int=4, size:float=4):
-    "One panel per prompt: image, mask, box (blue), positive (green) and negative (red) points. Returns the (closed) figure."
+    "One panel per prompt: image, mask, box, positive and negative points, and a legend. Returns the (closed) figure."
+    from workbench.viz import prompt_legend
     qs = [q for q in range(len(item["valid"])) if item["valid"][q]][:max_prompts]
     n = len(qs); nc = min(n, ncols); nr = -(-n // nc)
     fig, axs = plt.subplots(nr, nc, figsize=(size * nc, size * nr), squeeze=False, layout="constrained")
     plt.close(fig)
     for ax in axs.flat[n:]: fig.delaxes(ax)
-    for ax, q in zip(axs.flat, qs):
-        ax.imshow(item["image"].permute(1, 2, 0).numpy()); show_mask(ax, item["masks"][q]); show_box(ax, item["boxes_xyxy"][q])
-        for lab, c in ((1, "limegreen"), (0, "red")):
-            p = item["points"][q][item["point_labels"][q] == lab]
-            ax.scatter(p[:, 0], p[:, 1], c=c, marker="*", s=200, edgecolors="white", linewidths=1.2)
-        ax.set_axis_off(); ax.set_title(f"{item['image_name']} · prompt {q}", fontsize=9)
+    for ax, q in zip(axs.flat, qs): _show_prompt(ax, item, q)
+    prompt_legend(fig, mask_label="ground-truth mask")
     return fig

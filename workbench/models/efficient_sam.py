@@ -401,33 +401,40 @@ def efficient_sam_vits(checkpoint=None, # official-layout weights (path or state
     return _efficient_sam(384, 6, checkpoint, image_size)
 
 # %% ../../nbs/03e_models.efficient_sam.ipynb #59a38e2d
+def _draw_prompt(ax, pts, labs): # pts [P, 2] px, labs [P]: 1 positive, 0 negative, 2/3 box corners
+    "The prompt over an image: box from the labels 2/3 corners, positive and negative points."
+    from matplotlib.patches import Rectangle
+    from workbench.viz import PROMPT_STYLE
+    tl, br = pts[labs == 2], pts[labs == 3]
+    if len(tl) and len(br):
+        (x0, y0), (x1, y1) = tl[0].tolist(), br[0].tolist()
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=PROMPT_STYLE["box"], lw=2))
+    for lab, kind in ((1, "positive"), (0, "negative")):
+        sel = pts[labs == lab]
+        if len(sel): ax.scatter(sel[:, 0], sel[:, 1], **PROMPT_STYLE[kind])
+
 def show_prompt_masks(image, # [3, H, W] float in [0, 1]
                       points, # [Q, P, 2] px
                       labels, # [Q, P]
                       masks, # [Q, 3, H, W] logits
                       iou, # [Q, 3]
-                      threshold:float=0.0):
-    "One row per prompt: the image with the prompt (box from labels 2/3 in blue, positive points green stars, negative red crosses), then the 3 candidate masks (logit > threshold, yellow over the grey image) with their predicted IoU."
+                      threshold:float=0.0,
+                      title:str|None=None, # what made the masks, e.g. "random weights, untrained"
+                     ): # Figure (closed)
+    "One row per prompt: the image with its prompt, then the 3 candidate masks (logit > threshold, yellow over the grey image) with their predicted IoU."
     import matplotlib.pyplot as plt, numpy as np
-    from matplotlib.patches import Rectangle
+    from workbench.viz import PROMPT_STYLE, prompt_legend
     Q = points.shape[0]
-    fig, axs = plt.subplots(Q, 4, figsize=(12, 3 * Q), squeeze=False)
+    fig, axs = plt.subplots(Q, 4, figsize=(12, 3 * Q + 0.6), squeeze=False, layout="constrained"); plt.close(fig)
     img = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-    grey = img.mean(-1)  # masks are drawn over the grey image, in yellow (α 0.45)
     for q in range(Q):
         ax = axs[q, 0]; ax.imshow(img); ax.set_title(f"prompt {q}"); ax.axis("off")
-        pq, lq = points[q].cpu(), labels[q].cpu()
-        tl, br = pq[lq == 2], pq[lq == 3]
-        if len(tl) and len(br):
-            (x0, y0), (x1, y1) = tl[0].tolist(), br[0].tolist()
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="blue", lw=2))
-        for lab, style in ((1, dict(c="lime", marker="*", s=250, edgecolors="black")), (0, dict(c="red", marker="X", s=150, edgecolors="white"))):
-            sel = pq[lq == lab]
-            if len(sel): ax.scatter(sel[:, 0], sel[:, 1], linewidths=1, **style)
+        _draw_prompt(ax, points[q].cpu(), labels[q].cpu())
         for k in range(masks.shape[1]):
-            ax = axs[q, k + 1]; ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+            ax = axs[q, k + 1]; ax.imshow(img.mean(-1), cmap="gray", vmin=0, vmax=1)
             m = (masks[q, k] > threshold).cpu().numpy()
-            ax.imshow(np.dstack([np.full(m.shape + (3,), (251/255, 252/255, 30/255)), 0.45 * m]))
-            ax.set_title(f"mask {k}: predicted IoU {iou[q, k].item():.3f}"); ax.axis("off")
-    fig.tight_layout()
+            ax.imshow(np.dstack([np.full(m.shape + (3,), PROMPT_STYLE["mask"][:3]), 0.45 * m]))
+            ax.set_title(f"prompt {q}, mask {k}: predicted IoU {iou[q, k].item():.3f}", fontsize=9); ax.axis("off")
+    prompt_legend(fig, mask_label="candidate mask (logit > threshold)")
+    if title: fig.suptitle(title)
     return fig

@@ -154,12 +154,16 @@ def predict_samples(self:DetectionTask, model, val_ds, n:int=8, preset:str="yolo
 def plots(self:DetectionTask, learner) -> dict:
     "Predictions next to ground truth, per-class AP50; also writes `predictions.json` (the last evaluation's COCO results)."
     from workbench import viz
-    m = learner.last_metric
+    m, split = learner.last_metric, self.cfg.data.val_split
     atomic_write(learner.run_dir/"predictions.json", lambda p: Path(p).write_text(json.dumps(m.results)))
     per = m.compute()["per_class"]
     images, gts, dets = self.predict_samples(learner.eval_model, learner.val_ds)
-    return {"predictions": viz.show_det_batch(images, gts, dets, self.classes, min_score=0.3),
-            "per_class_ap50": viz.plot_per_class([per.get(c, {}).get("AP50", float("nan")) for c in self.classes], self.classes)}
+    names = [viz.item_name(learner.val_ds, i) or str(i) for i in range(len(images))]
+    note = f"{split}, {self.cfg.model.name}, {viz.weights_note(learner.state.epoch, self.cfg.model.weights)}"
+    ap50 = [per.get(c, {}).get("AP50", float("nan")) for c in self.classes]
+    return {"predictions": viz.show_det_batch(images, gts, dets, self.classes, min_score=0.3, names=names,
+                                              title=note),
+            "per_class_ap50": viz.plot_per_class(ap50, self.classes, title=f"{split} AP50")}
 
 # %% ../../nbs/08b_tasks.detection.ipynb #5b2a3f17
 @torch.no_grad()

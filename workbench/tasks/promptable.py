@@ -373,12 +373,25 @@ def _show_best(ax, item:dict, logits, iou, dice): # logits [Q', S, S], iou / dic
     for q in torch.nonzero(v)[:, 0].tolist():
         show_mask(ax, (logits[q] > 0).cpu().numpy()); show_box(ax, item["boxes_xyxy"][q])
     txt = ", ".join(f"{i:.2f}/{d:.2f}" for i, d in zip(iou[v].tolist(), dice[v].tolist()))
-    ax.set_title(f"{item['image_name']}\npred IoU/Dice: {txt}", fontsize=8); ax.set_axis_off()
+    ax.set_title(f"{item['image_name']}: prediction\npred IoU/Dice: {txt}", fontsize=8); ax.set_axis_off()
+
+def _dice_hist(learner, note:str):
+    "Histogram of the last evaluation's per-object Dice."
+    import matplotlib.pyplot as plt
+    m = getattr(learner, "last_metric", None)
+    d = torch.cat(m.dice).numpy() if m is not None and m.dice else np.zeros(0)
+    fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained"); plt.close(fig)
+    ax.hist(d, bins=20, range=(0, 1))
+    ax.set(xlabel="per-object Dice (original resolution)", ylabel="objects",
+           title=f"{len(d)} objects, median Dice {np.median(d) if len(d) else float('nan'):.3f}")
+    fig.suptitle(note, fontsize=9)
+    return fig
 
 @patch
 def plots(self:PromptableSegTask, learner) -> dict:
     "Writes `preprocess.json`; figures: predictions (best mask per prompt), candidates (3 masks side by side), Dice histogram."
     import matplotlib.pyplot as plt
+    from workbench import viz
     self.write_preprocess(learner.run_dir)
     items = [learner.val_ds[i] for i in range(min(4, len(learner.val_ds)))]
     batch, model, dev = prompt_collate(items), extract_model_from_parallel(learner.eval_model), learner.acc.device  # main process only: no DDP forward
@@ -386,11 +399,14 @@ def plots(self:PromptableSegTask, learner) -> dict:
     with torch.no_grad(): lg3, iou3 = self.forward(model, {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}, "val")
     model.train(was)
     lg, iou = best_candidate(lg3, iou3); dice, _ = object_scores(lg, {**batch, "valid": batch["valid"].to(dev)})
-    fig, axs = plt.subplots(1, len(items), figsize=(4*len(items), 4.4), squeeze=False); plt.close(fig)
+    trained = viz.weights_note(learner.state.epoch, self.cfg.model.weights)
+    note = f"{self.cfg.data.val_split}, {self.cfg.model.name}, {trained}"
+    fig, axs = plt.subplots(1, len(items), figsize=(4*len(items), 4.8), squeeze=False, layout="constrained")
+    plt.close(fig)
     for ax, it, l, i, d in zip(axs[0], items, lg.cpu(), iou.cpu(), dice.cpu()): _show_best(ax, it, l, i, d)
+    viz.prompt_legend(fig, ("mask", "box"), mask_label="predicted mask (best of 3)")
+    fig.suptitle(note, fontsize=10)
     pts, labs = prompt_inputs(batch, self.prompt); v = batch["valid"][0].bool()
-    cand = show_prompt_masks(batch["image"][0], pts[0][v][:3], labs[0][v][:3], lg3[0].cpu()[v][:3], iou3[0].cpu()[v][:3]); plt.close(cand)
-    hist, ax = plt.subplots(figsize=(5, 3.5)); plt.close(hist)
-    ax.hist(torch.cat(learner.last_metric.dice).numpy() if getattr(learner, "last_metric", None) and learner.last_metric.dice else [], bins=20, range=(0, 1))
-    ax.set_xlabel("per-object Dice (original resolution)"); ax.set_ylabel("objects")
-    return {"predictions": fig, "candidates": cand, "dice_hist": hist}
+    cand = show_prompt_masks(batch["image"][0], pts[0][v][:3], labs[0][v][:3], lg3[0].cpu()[v][:3],
+                             iou3[0].cpu()[v][:3], title=f"{items[0]['image_name']}: candidates ({note})")
+    return {"predictions": fig, "candidates": cand, "dice_hist": _dice_hist(learner, note)}

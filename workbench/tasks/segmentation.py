@@ -126,10 +126,15 @@ def summary(self:SegmentationTask, metrics:dict) -> str:
 def plots(self:SegmentationTask, learner) -> dict:
     "Predictions next to ground truth on the first val images, confusion matrix and per-class IoU."
     from workbench import viz
-    batch = self.val_collate([learner.val_ds[i] for i in range(min(8, len(learner.val_ds)))])
-    with torch.no_grad(): pred = self.predict(learner.eval_model.eval(), {k: v.to(learner.acc.device) for k, v in batch.items()})
-    images = _images_like_masks(batch)
-    d, cm = self.cfg.data, learner.last_metric.confusion
+    n, d = min(8, len(learner.val_ds)), self.cfg.data
+    batch = self.val_collate([learner.val_ds[i] for i in range(n)])
+    with torch.no_grad():
+        pred = self.predict(learner.eval_model.eval(), {k: v.to(learner.acc.device) for k, v in batch.items()})
+    names = [viz.item_name(learner.val_ds, i) or str(i) for i in range(n)]
+    note = f"{d.val_split}, {self.cfg.model.name}, {viz.weights_note(learner.state.epoch, self.cfg.model.weights)}"
     iou = self.compute_metric(learner.last_metric)["IoU"]
-    return {"predictions": viz.show_seg_batch(images[:8].cpu(), batch["mask"][:8].cpu(), pred.cpu(), d.mean, d.std, self.classes),
-            "confusion": viz.plot_confusion(cm.cpu(), self.classes), "per_class_iou": viz.plot_per_class(list(iou.values()), self.classes)}
+    return {"predictions": viz.show_seg_batch(_images_like_masks(batch).cpu(), batch["mask"].cpu(), pred.cpu(),
+                                              d.mean, d.std, self.classes, names=names, title=note),
+            "confusion": viz.plot_confusion(learner.last_metric.confusion.cpu(), self.classes,
+                                            title=f"{d.val_split} confusion (row-normalised)"),
+            "per_class_iou": viz.plot_per_class(list(iou.values()), self.classes, title=f"{d.val_split} IoU")}
