@@ -4,6 +4,7 @@
     python tools/build_docs.py                      # _executed/ → _proc/ (nbdev-processed) → _site/
     python tools/build_docs.py --readme             # README.md from nbs/index.ipynb
     python tools/build_docs.py --check-readme       # fail if README.md is not what index.ipynb gives
+    python tools/build_docs.py --stale | xargs -r python tools/run_notebooks.py --out _executed  # rerun what changed
 
 Each executed notebook goes through nbdev's own processors (`nbdev.processors`, as `nbdev_proc_nbs`):
 title and subtitle from the `# Title` / `> subtitle` cell, `show_doc` entries after exported
@@ -312,8 +313,14 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--readme", action="store_true", help="write README.md from nbs/index.ipynb")
     g.add_argument("--check-readme", action="store_true", help="fail if README.md is not what index.ipynb gives")
+    g.add_argument("--stale", action="store_true",
+                   help="print the notebooks to (re)run: no executed copy, stale, or with errors")
     p.add_argument("--partial", action="store_true", help="build what is executed; missing or stale ones do not fail")
     a = p.parse_args(argv)
+    if a.stale:
+        fresh, *rerun = freshness(source_notebooks())
+        print('\n'.join(str(NBS/rel) for rel in sorted(sum(rerun, []))))
+        return 0
     if a.check_readme: return check_readme()
     if a.readme:
         README.write_text(readme_text()); print("wrote README.md from nbs/index.ipynb"); return 0
