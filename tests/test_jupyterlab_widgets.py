@@ -15,13 +15,12 @@ off, its own settings folders) and one headless Chromium (`/usr/bin/chromium`):
    (stderr outputs that are not tracebacks, e.g. warnings, are allowed) and no "Error displaying widget"; after
    the slider checks below, the notebook's Log Console (where outputs of widget callbacks go) is opened and
    checked for tracebacks too;
-3. a notebook that calls `browse(` (not `def browse(`, not with `live=False` on the line) shows at least one slider
-   browser (the `.wb-browse` container, else a
-   `.widget-vbox` with a `.widget-slider` and a `.widget-output`/`.widget-image`); for each: screenshot its figure
-   area, move the slider (the "next" button when there is one, else ArrowRight on the slider handle), wait for the
+3. a notebook that calls `browse(` (not `def browse(`, not with `live=False` on the line) shows at least one
+   slider browser (the `.wb-browse` container, else a `.widget-vbox` with a `.widget-slider` and a
+   `.widget-output`/`.widget-image`); for each: screenshot its figure area, move the slider (the "next" button when there is one, else ArrowRight on the slider handle), wait for the
    redraw, screenshot again and require the slider value and the figure's pixels to have changed; with a next
    button, ArrowRight on the handle is checked the same way;
-4. the notebook was never saved by this session (the file on disk is not touched).
+4. JupyterLab never saved the notebook (its contents model keeps the last-modified time it was opened with).
 
 Screenshots (per notebook: `page.png`, `browser<i>_before.png`, `_after.png`, `_after_key.png`) go to
 `$WORKBENCH_SCREENSHOTS`, else `tests/.tmp/screenshots/`; the folder is printed and named in every failure.
@@ -171,7 +170,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
     problems, bad_cells = [], []   # what is wrong; the cells to show in page.png
     try:
         jb.open_notebook(page, lab, rel, timeout=OPEN_TIMEOUT, workspace=re.sub(r"\W+", "-", rel))
-        saved0 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
+        saved0 = jb.saved_at(page, rel)
         t_open = time.monotonic() - t0
         result = jb.run_all(page, rel, timeout=RUN_TIMEOUT)
         t_run = time.monotonic() - t0 - t_open
@@ -187,6 +186,8 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
                             f"first: {_cell_line(state, not_run[0])}")
         if result is None or "error" in result:
             problems.append(f"{where}: notebook:run-all-cells failed: {result}")
+        elif result.get("ok") is False and not problems:
+            problems.append(f"{where}: Run All reported a failed cell, but no cell has an error output")
         n_widget_outputs = sum("application/vnd.jupyter.widget-view+json" in o for c in code for o in c["outputs"])
         deadline = time.monotonic() + 60
         while jb.rendered_widgets(page) < n_widget_outputs and not jb.widget_display_errors(page) and time.monotonic() < deadline:
@@ -219,7 +220,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         for d in jb.widget_display_errors(page):
             problems.append(f"{where}: {_cell_line(state, d['cell'])} says {d['text']!r}"); bad_cells.append(d["cell"])
         # 4. never saved
-        saved1 = page.evaluate(jb._panel("return panel.context.contentsModel && panel.context.contentsModel.last_modified;"), rel)
+        saved1 = jb.saved_at(page, rel)
         if saved1 != saved0: problems.append(f"{where}: JupyterLab saved the notebook ({saved0} -> {saved1})")
         with capsys.disabled():
             print(f"[{rel}] opened in {t_open:.0f}s, Run All {t_run:.0f}s, {len(code)} code cells, "

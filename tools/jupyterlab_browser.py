@@ -245,6 +245,10 @@ def run_all(page, path, timeout=300.0):
         return !!k && k.status === 'idle';"""), arg=path, timeout=timeout * 1000, polling=500)
     return page.evaluate("() => window.__wbRunAll")
 
+def saved_at(page, path):
+    "The last-modified time of the notebook as JupyterLab last loaded or saved it (changes when the lab saves)."
+    return page.evaluate(_panel("return panel.context.contentsModel ? panel.context.contentsModel.last_modified : null;"), path)
+
 def notebook_state(page, path) -> dict:
     """Every cell of the open notebook as JupyterLab holds it: `cells` = [{index, type, count, source (first line),
     errors: ['Name: value'], outputs: [output types / mime types]}], plus the kernel status."""
