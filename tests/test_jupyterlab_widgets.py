@@ -167,7 +167,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
     where = f"{rel} (screenshots: {shots})"
     stat0 = notebook.stat().st_mtime_ns
     page, t0 = chrome.new_page(), time.monotonic()
-    problems, bad_cells = [], []   # what is wrong; the cells to show in page.png
+    problems, bad_cells, browser_cells = [], [], []   # what is wrong; page.png shows a failing cell, else a browser
     try:
         jb.open_notebook(page, lab, rel, timeout=OPEN_TIMEOUT, workspace=re.sub(r"\W+", "-", rel))
         saved0 = jb.saved_at(page, rel)
@@ -202,6 +202,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
             problems.append(f"{where}: the notebook calls browse( but the page shows no slider browser "
                             f"(.wb-browse, or .widget-vbox with .widget-slider and a figure area); "
                             f"{n_rendered} widget views rendered")
+        browser_cells[:] = [b["cell"] for b in browsers]
         for b in browsers:
             i, bw = b["index"], f"{where}, browser {b['index']} in {_cell_line(state, b['cell'])}"
             if not b["figure"]:
@@ -233,8 +234,8 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
                         f"\n--- JupyterLab log (tail)\n{lab.log_tail(1500)}")
     finally:
         try:
-            bad = [c for c in bad_cells if c >= 0]
-            if bad: jb.scroll_to_cell(page, bad[0])
+            shown = [c for c in bad_cells if c >= 0] or [c for c in browser_cells if c >= 0]
+            if shown: jb.scroll_to_cell(page, shown[0])
             page.screenshot(path=str(shots/"page.png"), full_page=True)
         except Exception as e: problems.append(f"{where}: page screenshot failed: {e}")
         try: page.close()
