@@ -428,7 +428,8 @@ def show_prompt_masks(image, # [3, H, W] float in [0, 1]
     fig, axs = plt.subplots(Q, 4, figsize=(12, 3 * Q + 0.6), squeeze=False, layout="constrained"); plt.close(fig)
     img = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     for q in range(Q):
-        ax = axs[q, 0]; ax.imshow(img); ax.set_title(f"prompt {q}"); ax.axis("off")
+        kind = "box" if (labels[q] == 2).any() else "points"
+        ax = axs[q, 0]; ax.imshow(img); ax.set_title(f"prompt {q}: {kind}", fontsize=9); ax.axis("off")
         _draw_prompt(ax, points[q].cpu(), labels[q].cpu())
         for k in range(masks.shape[1]):
             ax = axs[q, k + 1]; ax.imshow(img.mean(-1), cmap="gray", vmin=0, vmax=1)
