@@ -20,15 +20,15 @@ Nothing is executed here: a notebook in nbs/ without an executed copy, whose cop
 notebook's (stale), or whose copy holds an error, is reported and fails the build (the pages that can be
 built still are; `--partial` exits 0).
 """
-import argparse, difflib, importlib, re, shutil, sys, time
+import argparse, difflib, html, importlib, re, shutil, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, EXECUTED, PROC, SITE = ROOT/"nbs", ROOT/"_executed", ROOT/"_proc", ROOT/"_site"
 README, INDEX = ROOT/"README.md", ROOT/"nbs"/"index.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_NOTE = ("*An interactive widget is shown here when the notebook runs in JupyterLab; a static page "
-               "cannot run it (the figures on this page are drawn without it).*")
+WIDGET_NOTE = "An interactive widget is shown here when the notebook runs in JupyterLab; a static page cannot run it."
+CONTROLS_NOTE = "Interactive in JupyterLab; a static page cannot run its controls (above: what it showed when run)."
 # API pages are grouped by the notebook's number (`03c_models.yolox` → Models).
 API_GROUPS = {"00": "Core & config", "01": "Data", "02": "Transforms", "03": "Models",
               "04": "Metrics & inference", "05": "Visualisation", "06": "Detection",
@@ -44,6 +44,11 @@ CSS = """\
 .jupyter-wrapper .jp-RenderedMarkdown .highlight pre { font-size: 13px; line-height: 1.45; }
 .jupyter-wrapper td:first-child code { white-space: nowrap; }
 .jupyter-wrapper a code { color: var(--md-typeset-a-color); }
+.jupyter-wrapper .wb-widget { font-family: var(--jp-code-font-family); font-size: 12px; }
+.jupyter-wrapper .wb-hbox { display: flex; gap: .5em; align-items: center; }
+.jupyter-wrapper .wb-widget progress { width: 12em; }
+.jupyter-wrapper .wb-widget button { border: 1px solid var(--md-default-fg-color--lighter); border-radius: 2px; padding: 0 .8em; }
+.jupyter-wrapper .wb-widget-note { font-family: var(--jp-content-font-family); color: var(--md-default-fg-color--light); }
 """
 
 def source_notebooks() -> list: # paths under nbs/, as tools/run_notebooks.py finds them
@@ -85,16 +90,12 @@ def _options(cell) -> dict:
 def _text(v): return ''.join(v) if isinstance(v, list) else v
 
 def static_cell(cell):
-    "Quarto's cell options on a static page (`include`, `echo`, `output`, `output: asis`); widgets become a note."
+    "Quarto's cell options on a static page: `include`, `echo`, `output`, `output: asis`."
     cell.pop('has_sd', None)  # add_show_docs' mark, not a notebook field
     if cell.cell_type != 'code' or cell.get('source') is None: return
     opts = _options(cell)
     cell.source = '\n'.join(l for l in cell.source.splitlines() if not _re_directive.match(l)).strip()
-    outs = [o for o in cell.get('outputs', [])]
-    for i, o in enumerate(outs):
-        if WIDGET_VIEW in o.get('data', {}):
-            outs[i] = dict(output_type='display_data', metadata={}, data={'text/markdown': [WIDGET_NOTE]})
-    cell.outputs = [] if opts.get('output') == 'false' else outs
+    if opts.get('output') == 'false': cell.outputs = []
     if opts.get('include') == 'false': del cell['source']
     elif opts.get('output') == 'asis':
         md = '\n\n'.join(_text(o['data']['text/markdown']) for o in cell.outputs if 'text/markdown' in o.get('data', {}))
@@ -104,6 +105,59 @@ def static_cell(cell):
     elif opts.get('echo') == 'false':
         if not cell.outputs: del cell['source']
         else: cell.metadata['tags'] = ['remove_input']
+
+_CONTROLS = {'Button', 'ToggleButton', 'Checkbox', 'Dropdown', 'Select', 'SelectMultiple', 'RadioButtons', 'Text',
+             'Textarea', 'IntSlider', 'FloatSlider', 'IntRangeSlider', 'FloatRangeSlider', 'SelectionSlider',
+             'IntText', 'FloatText', 'BoundedIntText', 'BoundedFloatText', 'Play', 'ToggleButtons', 'ColorPicker'}
+
+def _output_html(o) -> str:
+    "An output kept in an Output widget's state, as HTML: figures, HTML, text."
+    d = o.get('data', {})
+    if 'image/png' in d: return f'<img src="data:image/png;base64,{_text(d["image/png"]).strip()}">'
+    if 'text/html' in d: return _text(d['text/html'])
+    text = _text(o.get('text', '')) or _text(d.get('text/plain', ''))
+    return f'<pre>{html.escape(text)}</pre>' if text else ''
+
+def widget_html(model_id:str, state:dict, controls:set) -> str:
+    "A widget drawn from its saved state: text, progress bars, boxes, Output widgets' outputs; controls are noted in `controls`."
+    m = state.get(model_id.replace('IPY_MODEL_', ''))
+    if not m: return ''
+    name, s = m['model_name'].removesuffix('Model'), m['state']
+    kids = lambda: [widget_html(c, state, controls) for c in s.get('children', [])]
+    if name in ('HTML', 'HTMLMath'): return s.get('value', '')
+    if name == 'Label': return html.escape(s.get('value', ''))
+    if name in ('FloatProgress', 'IntProgress'): return f'<progress value="{s.get("value", 0)}" max="{s.get("max", 100)}"></progress>'
+    if name in ('HBox', 'GridBox'): return '<div class="wb-hbox">' + ''.join(kids()) + '</div>'
+    if name in ('VBox', 'Box', 'Accordion', 'Tab'): return '<div>' + ''.join(f'<div>{k}</div>' for k in kids() if k) + '</div>'
+    if name == 'Output': return ''.join(map(_output_html, s.get('outputs', [])))
+    if name == 'Image':
+        buf = [b['data'] for b in m.get('buffers', []) if b.get('path') == ['value'] and b.get('encoding') == 'base64']
+        return f'<img src="data:image/{s.get("format", "png")};base64,{buf[0]}">' if buf else ''
+    if name not in _CONTROLS: return ''
+    controls.add(name)
+    desc = html.escape(s.get('description', ''))
+    if name in ('Button', 'ToggleButton'): return f'<button disabled>{desc}</button>'
+    if name in ('IntSlider', 'FloatSlider'):
+        return (f'<label>{desc} <input type="range" disabled min="{s.get("min", 0)}" max="{s.get("max", 100)}" '
+                f'value="{s.get("value", 0)}"> {s.get("value", "")}</label>')
+    return f'<span>{desc} {html.escape(str(s.get("value", "")))}</span>'
+
+def static_widgets_proc():
+    "Widget outputs drawn from the notebook's saved widget state (tqdm bars, Output widgets); controls get a note."
+    from nbdev.process import Processor
+    class static_widgets(Processor):
+        def begin(self):
+            self.state = (self.nb.metadata.get('widgets', {}).get('application/vnd.jupyter.widget-state+json') or {}).get('state', {})
+        def cell(self, cell):
+            for i, o in enumerate(cell.get('outputs', [])):
+                if WIDGET_VIEW not in o.get('data', {}): continue
+                controls = set()
+                body = widget_html(o['data'][WIDGET_VIEW]['model_id'], self.state, controls)
+                note = WIDGET_NOTE if not body.strip('<>/div') else CONTROLS_NOTE if controls else ''
+                note = f'<p class="wb-widget-note"><em>{note}</em></p>' if note else ''
+                cell.outputs[i] = dict(output_type='display_data', metadata={},
+                                       data={'text/html': [f'<div class="wb-widget">{body}{note}</div>']})
+    return static_widgets
 
 def title_cell(nb):
     "nbdev's frontmatter (the `# Title` / `> subtitle` cell) back as a markdown heading, the page's title."
@@ -190,7 +244,7 @@ def site_procs() -> list:
         strip_hidden_metadata)
     return [FrontmatterProc, populate_language, add_show_docs, strip_ansi, hide_line, filter_stream_,
             rm_header_dash, clean_show_doc, render_show_docs_proc(), rm_export, ai_magics, clean_magics,
-            hide_, add_links, mv_exports, strip_hidden_metadata, static_cell, heading_code]
+            hide_, add_links, mv_exports, strip_hidden_metadata, static_widgets_proc(), static_cell, heading_code]
 
 def process(src:Path, procs) -> dict:
     "An executed notebook as its docs page: nbdev-processed, title cell restored, no widget state."
