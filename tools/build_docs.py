@@ -11,7 +11,8 @@ title and subtitle from the `# Title` / `> subtitle` cell, `show_doc` entries af
 definitions, `#| export`, `#| hide` and `default_exp` cells dropped, directive lines stripped, doc links.
 Two steps differ: `show_doc` cells are filled from the installed package instead of re-running the
 notebook's cells in a kernel (`exec_show_docs`), and Quarto's cell options are applied here (`echo`,
-`output`, `include`, `output: asis`). The result goes to `_proc/` under nbdev's page names
+`output`, `include`, `output: asis`); widget outputs are drawn from the widget state the run saved
+(progress bars, labels, images; controls shown disabled). The result goes to `_proc/` under nbdev's page names
 (`00_core.ipynb` → `core.ipynb`, so the page is `core.html`, where nbdev's doc links point), and
 mkdocs + mkdocs-material + mkdocs-jupyter render it into `_site/`. This file is also the mkdocs hook
 (`hooks:` in mkdocs.yml) that builds the nav and keeps pages free of CDN scripts.
@@ -53,7 +54,7 @@ CSS = """\
 
 def source_notebooks() -> list: # paths under nbs/, as tools/run_notebooks.py finds them
     "Every notebook the site is made of: the ones `run_notebooks.py` executes."
-    sys.path.insert(0, str(ROOT/"tools"))
+    if str(ROOT/"tools") not in sys.path: sys.path.insert(0, str(ROOT/"tools"))
     from run_notebooks import notebooks
     return [p.resolve().relative_to(NBS) for p in notebooks([NBS])]
 

@@ -11,6 +11,7 @@ processed notebook holds (`_proc/`), or none while its executed notebook (`_exec
 import argparse, functools, json, sys, tempfile, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_docs import EXECUTED, PROC, SITE, page_name, source_notebooks
@@ -64,7 +65,7 @@ def check_page(page, url, base, want) -> tuple: # (problems, content images)
     problems += [f"image not shown: {i['src']}…" for i in imgs if not i["ok"]]
     shown = sum(i["content"] and i["ok"] for i in imgs)
     for link in sorted(set(page.evaluate(LINKS_JS))):
-        target = SITE/link[len(base):]
+        target = SITE/unquote(link[len(base):])
         if not (target.is_file() or (target/"index.html").is_file()): problems.append(f"broken link: {link[len(base):]}")
     executed, processed = want
     if executed and not shown: problems.append(f"no figure shown; the executed notebook has {executed}")
