@@ -267,7 +267,7 @@ def show_box(ax, box, color="blue", lw:float=2):
 
 def show_medsam_samples(samples, # a list of `MedSAMDataset` items, or a collated batch
                         ncols:int=2, size:float=5):
-    "Each sample: image, mask in yellow, box in blue, file name as title, and a legend. Returns the (closed) figure."
+    "Each sample: image, mask (yellow), box (blue), file name as title; a legend. Returns the closed figure."
     from workbench.viz import prompt_legend
     if isinstance(samples, dict): samples = [{k: v[i] for k, v in samples.items()} for i in range(len(samples["image"]))]
     n = len(samples); nrows = -(-n // ncols)

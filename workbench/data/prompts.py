@@ -161,7 +161,7 @@ def _show_prompt(ax, item:dict, q:int):
 
 def show_prompts(item:dict, # a `PromptDataset` item
                  max_prompts:int=4, ncols:int=4, size:float=4):
-    "One panel per prompt: image, mask, box, positive and negative points, and a legend. Returns the (closed) figure."
+    "One panel per prompt: image, mask, box, positive and negative points; a legend. Returns the closed figure."
     from workbench.viz import prompt_legend
     qs = [q for q in range(len(item["valid"])) if item["valid"][q]][:max_prompts]
     n = len(qs); nc = min(n, ncols); nr = -(-n // nc)

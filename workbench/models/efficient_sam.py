@@ -408,7 +408,8 @@ def _draw_prompt(ax, pts, labs): # pts [P, 2] px, labs [P]: 1 positive, 0 negati
     tl, br = pts[labs == 2], pts[labs == 3]
     if len(tl) and len(br):
         (x0, y0), (x1, y1) = tl[0].tolist(), br[0].tolist()
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=PROMPT_STYLE["box"], lw=2))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=PROMPT_STYLE["box"],
+                               lw=2))
     for lab, kind in ((1, "positive"), (0, "negative")):
         sel = pts[labs == lab]
         if len(sel): ax.scatter(sel[:, 0], sel[:, 1], **PROMPT_STYLE[kind])
@@ -421,21 +422,24 @@ def show_prompt_masks(image, # [3, H, W] float in [0, 1]
                       threshold:float=0.0,
                       title:str|None=None, # what made the masks, e.g. "random weights, untrained"
                      ): # Figure (closed)
-    "One row per prompt: the image with its prompt, then the 3 candidate masks (logit > threshold, yellow over the grey image) with their predicted IoU."
+    "One row per prompt: the image with its prompt, its 3 candidate masks (logit > threshold, yellow on grey)."
     import matplotlib.pyplot as plt, numpy as np
     from workbench.viz import PROMPT_STYLE, prompt_legend
     Q = points.shape[0]
-    fig, axs = plt.subplots(Q, 4, figsize=(12, 3 * Q + 0.6), squeeze=False, layout="constrained"); plt.close(fig)
+    fig, axs = plt.subplots(Q, 4, figsize=(12, 3 * Q + 0.6), squeeze=False, layout="constrained")
+    plt.close(fig)
     img = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     for q in range(Q):
         kind = "box" if (labels[q] == 2).any() else "points"
-        ax = axs[q, 0]; ax.imshow(img); ax.set_title(f"prompt {q}: {kind}", fontsize=9); ax.axis("off")
+        ax = axs[q, 0]; ax.imshow(img); ax.axis("off")
+        ax.set_title(f"prompt {q}: {kind}", fontsize=9)
         _draw_prompt(ax, points[q].cpu(), labels[q].cpu())
         for k in range(masks.shape[1]):
             ax = axs[q, k + 1]; ax.imshow(img.mean(-1), cmap="gray", vmin=0, vmax=1)
             m = (masks[q, k] > threshold).cpu().numpy()
             ax.imshow(np.dstack([np.full(m.shape + (3,), PROMPT_STYLE["mask"][:3]), 0.45 * m]))
-            ax.set_title(f"prompt {q}, mask {k}: predicted IoU {iou[q, k].item():.3f}", fontsize=9); ax.axis("off")
+            ax.set_title(f"prompt {q}, mask {k}: predicted IoU {iou[q, k].item():.3f}", fontsize=9)
+            ax.axis("off")
     prompt_legend(fig, mask_label="candidate mask (logit > threshold)")
     if title: fig.suptitle(title)
     return fig

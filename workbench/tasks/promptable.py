@@ -373,7 +373,8 @@ def _show_best(ax, item:dict, logits, iou, dice): # logits [Q', S, S], iou / dic
     for q in torch.nonzero(v)[:, 0].tolist():
         show_mask(ax, (logits[q] > 0).cpu().numpy()); show_box(ax, item["boxes_xyxy"][q])
     txt = ", ".join(f"{i:.2f}/{d:.2f}" for i, d in zip(iou[v].tolist(), dice[v].tolist()))
-    ax.set_title(f"{item['image_name']}: prediction\npred IoU/Dice: {txt}", fontsize=8); ax.set_axis_off()
+    ax.set_title(f"{item['image_name']}: prediction\npred IoU/Dice: {txt}", fontsize=8)
+    ax.set_axis_off()
 
 def _dice_hist(learner, note:str):
     "Histogram of the last evaluation's per-object Dice."
@@ -401,12 +402,14 @@ def plots(self:PromptableSegTask, learner) -> dict:
     lg, iou = best_candidate(lg3, iou3); dice, _ = object_scores(lg, {**batch, "valid": batch["valid"].to(dev)})
     trained = viz.weights_note(learner.state.epoch, self.cfg.model.weights)
     note = f"{self.cfg.data.val_split}, {self.cfg.model.name}, {trained}"
-    fig, axs = plt.subplots(1, len(items), figsize=(4*len(items), 4.8), squeeze=False, layout="constrained")
+    fig, axs = plt.subplots(1, len(items), figsize=(4*len(items), 4.8), squeeze=False,
+                            layout="constrained")
     plt.close(fig)
     for ax, it, l, i, d in zip(axs[0], items, lg.cpu(), iou.cpu(), dice.cpu()): _show_best(ax, it, l, i, d)
     viz.prompt_legend(fig, ("mask", "box"), mask_label="predicted mask (best of 3)")
     fig.suptitle(note, fontsize=10)
     pts, labs = prompt_inputs(batch, self.prompt); v = batch["valid"][0].bool()
     cand = show_prompt_masks(batch["image"][0], pts[0][v][:3], labs[0][v][:3], lg3[0].cpu()[v][:3],
-                             iou3[0].cpu()[v][:3], title=f"{items[0]['image_name']}: candidates ({note})")
+                             iou3[0].cpu()[v][:3],
+                             title=f"{items[0]['image_name']}: candidates ({note})")
     return {"predictions": fig, "candidates": cand, "dice_hist": _dice_hist(learner, note)}

@@ -129,12 +129,16 @@ def plots(self:SegmentationTask, learner) -> dict:
     n, d = min(8, len(learner.val_ds)), self.cfg.data
     batch = self.val_collate([learner.val_ds[i] for i in range(n)])
     with torch.no_grad():
-        pred = self.predict(learner.eval_model.eval(), {k: v.to(learner.acc.device) for k, v in batch.items()})
+        dev = learner.acc.device
+        pred = self.predict(learner.eval_model.eval(), {k: v.to(dev) for k, v in batch.items()})
     names = [viz.item_name(learner.val_ds, i) or str(i) for i in range(n)]
-    note = f"{d.val_split}, {self.cfg.model.name}, {viz.weights_note(learner.state.epoch, self.cfg.model.weights)}"
+    trained = viz.weights_note(learner.state.epoch, self.cfg.model.weights)
+    note = f"{d.val_split}, {self.cfg.model.name}, {trained}"
     iou = self.compute_metric(learner.last_metric)["IoU"]
-    return {"predictions": viz.show_seg_batch(_images_like_masks(batch).cpu(), batch["mask"].cpu(), pred.cpu(),
-                                              d.mean, d.std, self.classes, names=names, title=note),
+    images = _images_like_masks(batch).cpu()
+    return {"predictions": viz.show_seg_batch(images, batch["mask"].cpu(), pred.cpu(), d.mean, d.std,
+                                              self.classes, names=names, title=note),
             "confusion": viz.plot_confusion(learner.last_metric.confusion.cpu(), self.classes,
                                             title=f"{d.val_split} confusion (row-normalised)"),
-            "per_class_iou": viz.plot_per_class(list(iou.values()), self.classes, title=f"{d.val_split} IoU")}
+            "per_class_iou": viz.plot_per_class(list(iou.values()), self.classes,
+                                                title=f"{d.val_split} IoU")}
