@@ -441,6 +441,7 @@ def save_plots(self:Learner):
     from workbench import viz
     lrs = [self.sched.scheduler.lr_lambdas[0](s)*self.cfg.optim.lr for s in range(self.total_steps)]
     run = f"{self.run_dir.parent.name}/{self.run_dir.name}"
-    figs = {"history": viz.plot_history(self.run_dir/"results.csv", title=f"{run}: training history"),
-            "lr": viz.plot_lr(lrs, f"{run}: learning rate ({self.cfg.sched.name})"), **self.task.plots(self)}
+    figs = {"history": viz.plot_history(self.run_dir/"results.csv", title=f"{run}: history"),
+            "lr": viz.plot_lr(lrs, f"{run}: learning rate ({self.cfg.sched.name})"),
+            **self.task.plots(self)}
     for name, fig in figs.items(): viz.save_figure(fig, self.run_dir/"plots"/f"{name}.png")

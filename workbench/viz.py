@@ -210,7 +210,7 @@ def _seg_pair(axs, img, mask, pred, name, pal, alpha, ignore_index):
     _imshow(axs[1], overlay_mask(img, pred, pal, alpha, ignore_index),
             f"{name}: prediction, IoU {iou:.2f}")
 
-def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised by mean/std, or [0, 1])/uint8
+def show_seg_batch(images:torch.Tensor, # [B, 3, H, W] float (normalised or in [0, 1]) or uint8
                    masks:torch.Tensor, # [B, H, W] int ground truth
                    preds:torch.Tensor|None=None, # [B, H, W] int labels or [B, C, H, W] logits
                    mean=None, std=None, # normalisation to undo
@@ -293,7 +293,7 @@ def plot_lr(lrs, # list of floats per optimizer step, or {name: list}
     return fig
 
 # %% ../nbs/05_viz.ipynb #f790533f
-_METRIC_RE = re.compile(r"(IoU|Acc|AP\d*|AR\d*|Dice|F1)(_[A-Za-z0-9]+)?$")
+_METRIC_RE = re.compile(r"(IoU|Acc|AP\d*|AR\d*|Dice|F1)(_[A-Za-z0-9]+)?$", re.IGNORECASE)
 
 def _num(v):
     try: return float(v)
@@ -321,10 +321,10 @@ def _history_groups(cols, keys) -> dict:
     "Panel title -> the columns it plots: losses, then metrics (or `keys`)."
     if keys is not None and (missing := [k for k in keys if k not in cols]):
         raise KeyError(f"no numeric column {missing} in the history; columns: {list(cols)}")
+    losses = [k for k in cols if "loss" in k.lower() or k.startswith("train/")]  # and the terms
     metrics = list(keys) if keys is not None else [
-        k for k in cols if "loss" not in k.lower() and _METRIC_RE.search(k)]
-    return {g: ks for g, ks in (("loss", [k for k in cols if "loss" in k.lower()]),
-                                ("metrics", metrics)) if ks}
+        k for k in cols if k not in losses and _METRIC_RE.search(k)]
+    return {g: ks for g, ks in (("loss", losses), ("metrics", metrics)) if ks}
 
 def _plot_series(ax, x, y, label, note:bool):
     "One column as a line with a marker per value; `note` writes the last value beside its marker."
@@ -348,7 +348,7 @@ def plot_history(rows, # results.csv path, or list of dicts (values may be strin
         head = ("loss (train: epoch mean)" if g == "loss"
                 else f"{g}: {len(ran)} value(s), {_cadence(ran)}")
         ax.set(xlabel=xlabel, title=head)
-        ax.legend(fontsize=8); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8); ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if len(x): ax.set_xlim(x.min() - 0.5, x.max() + 0.5)
     if not groups: axs[0].set_title("nothing to plot yet")
     if title: fig.suptitle(title, fontsize=10)

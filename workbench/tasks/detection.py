@@ -159,10 +159,11 @@ def plots(self:DetectionTask, learner) -> dict:
     per = m.compute()["per_class"]
     images, gts, dets = self.predict_samples(learner.eval_model, learner.val_ds)
     names = [viz.item_name(learner.val_ds, i) or str(i) for i in range(len(images))]
-    note = f"{split}, {self.cfg.model.name}, {viz.weights_note(learner.state.epoch, self.cfg.model.weights)}"
+    trained = viz.weights_note(learner.state.epoch, self.cfg.model.weights)
+    note = f"{split}, {self.cfg.model.name}, {trained}"
     ap50 = [per.get(c, {}).get("AP50", float("nan")) for c in self.classes]
-    return {"predictions": viz.show_det_batch(images, gts, dets, self.classes, min_score=0.3, names=names,
-                                              title=note),
+    return {"predictions": viz.show_det_batch(images, gts, dets, self.classes, min_score=0.3,
+                                              names=names, title=note),
             "per_class_ap50": viz.plot_per_class(ap50, self.classes, title=f"{split} AP50")}
 
 # %% ../../nbs/08b_tasks.detection.ipynb #5b2a3f17
