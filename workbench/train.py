@@ -7,11 +7,10 @@ __all__ = []
 
 # %% ../nbs/11_train.ipynb #4ee70b4e
 import os, sys
-from fastcore.imports import IN_NOTEBOOK
 if "__file__" in globals():  # run as a file: drop workbench/ itself from sys.path
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 import workbench.cli
 
 # %% ../nbs/11_train.ipynb #8d856be4
-if __name__ == "__main__" and not IN_NOTEBOOK: sys.exit(workbench.cli.main())
+if __name__ == "__main__" and "__file__" in globals(): sys.exit(workbench.cli.main())

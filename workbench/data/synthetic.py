@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 import workbench
-from fastcore.imports import IN_NOTEBOOK
 
 # %% auto #0
 __all__ = ['CLASSES', 'COCO_CATEGORY_IDS', 'FORMATS', 'SPLITS', 'FORMAT_VERSION', 'TEXTURE_CONTRAST', 'MIN_CONTRAST', 'TEXTURES',
@@ -383,4 +382,4 @@ def main(argv=None):
     return root
 
 # %% ../../nbs/01_data.synthetic.ipynb #be5920e8
-if __name__ == "__main__" and not IN_NOTEBOOK: main()  # `python -m workbench.data.synthetic`, not a kernel
+if __name__ == "__main__" and "__file__" in globals(): main()  # `python -m ...`; not in a notebook
