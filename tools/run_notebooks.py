@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,8 @@ def run_one(path:Path, out:Path|None, timeout:int):
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
     try: client.execute(env=kernel_env())
-    except CellExecutionError as e: return path, time.perf_counter() - t0, [(-1, str(e)[-500:])]
+    except Exception as e:  # a cell timeout, a dead kernel: this notebook fails, the others still run
+        return path, time.perf_counter() - t0, [(-1, f"{type(e).__name__}: {(str(e).strip() or '?').splitlines()[0]}")]
     secs = time.perf_counter() - t0
     if out is not None:
         nbs = ROOT/"nbs"
@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(a.jobs) as pool:
         for path, secs, errs in pool.map(lambda n: run_one(n, a.out, a.timeout), nbs):
             failed += bool(errs)
-            print(f"{'FAIL' if errs else 'ok  '} {secs:6.1f}s  {path.relative_to(ROOT)}", flush=True)
+            name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            print(f"{'FAIL' if errs else 'ok  '} {secs:6.1f}s  {name}", flush=True)
             for i, msg in errs: print(f"       cell {i}: {msg}", flush=True)
     print(f"Run All of {len(nbs)} notebooks took {time.perf_counter() - t0:.0f}s")
     print(f"Run All: {len(nbs) - failed} passed, {failed} failed")
