@@ -42,7 +42,8 @@ def run_one(path:Path, out:Path|None, timeout:int):
     t0 = time.perf_counter()
     try: client.execute(env=kernel_env())
     except Exception as e:  # a cell timeout, a dead kernel: this notebook fails, the others still run
-        return path, time.perf_counter() - t0, [(-1, f"{type(e).__name__}: {(str(e).strip() or '?').splitlines()[0]}")]
+        first = (str(e).strip() or "?").splitlines()[0]
+        return path, time.perf_counter() - t0, [(-1, f"{type(e).__name__}: {first}")]
     secs = time.perf_counter() - t0
     if out is not None:
         nbs = ROOT/"nbs"
