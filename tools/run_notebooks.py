@@ -23,10 +23,12 @@ def notebooks(paths): # list of Path
     return [p.resolve() for p in found
             if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_")]
 
-def kernel_env() -> dict:
-    "The environment of a kernel started from JupyterLab: no forced Agg backend, so figures show inline."
+def kernel_env(jobs:int=1) -> dict:
+    """A kernel's environment as JupyterLab gives it (no forced Agg backend: figures show inline), with a
+    share of the cores per kernel when several run at once (torch threads beyond the cores thrash)."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    if jobs > 1: env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     return env
 
 def errors(nb) -> list:
@@ -34,13 +36,13 @@ def errors(nb) -> list:
     return [(i, f"{o.get('ename')}: {o.get('evalue')}") for i, c in enumerate(nb.cells)
             if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
-def run_one(path:Path, out:Path|None, timeout:int):
+def run_one(path:Path, out:Path|None, timeout:int, jobs:int=1):
     "Execute `path` top to bottom in its own folder; returns (path, seconds, errors)."
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
-    try: client.execute(env=kernel_env())
+    try: client.execute(env=kernel_env(jobs))
     except Exception as e:  # a cell timeout, a dead kernel: this notebook fails, the others still run
         first = (str(e).strip() or "?").splitlines()[0]
         return path, time.perf_counter() - t0, [(-1, f"{type(e).__name__}: {first}")]
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     nbs, failed, t0 = notebooks(a.paths), 0, time.perf_counter()
     with ThreadPoolExecutor(a.jobs) as pool:
-        for path, secs, errs in pool.map(lambda n: run_one(n, a.out, a.timeout), nbs):
+        for path, secs, errs in pool.map(lambda n: run_one(n, a.out, a.timeout, a.jobs), nbs):
             failed += bool(errs)
             name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
             print(f"{'FAIL' if errs else 'ok  '} {secs:6.1f}s  {name}", flush=True)

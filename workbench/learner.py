@@ -173,9 +173,12 @@ class SeededDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/07_learner.ipynb #2de33000
 def set_cpu_threads(acc:Accelerator, threads:int=0):
-    "On CPU, use `threads` torch threads per process (0: cores / local processes; -1: leave as launched)."
+    "On CPU, use `threads` torch threads per process (0: see above; -1: leave as launched)."
     if acc.device.type != "cpu" or threads < 0: return torch.get_num_threads()
-    n = threads or max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes))))
+    launched = "LOCAL_WORLD_SIZE" in os.environ  # torchrun, accelerate launch: their OMP_NUM_THREADS is 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)))
+    omp = 0 if launched else int(os.environ.get("OMP_NUM_THREADS") or 0)
+    n = threads or omp or max(1, (os.cpu_count() or 1) // local)
     torch.set_num_threads(n)
     return n
 
