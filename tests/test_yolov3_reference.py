@@ -209,7 +209,9 @@ def test_eval_and_train_outputs_match_recorded(spp_ours, recorded):
         with torch.no_grad(): mine = spp_ours(TRAIN_X())  # batch statistics (updates the running ones: eval checked first)
     finally: spp_ours.eval()
     assert [tuple(m.shape) for m in mine] == [(2, 3, 2, 2, 85), (2, 3, 4, 4, 85), (2, 3, 8, 8, 85)]
-    for a, b in zip(mine, rec["train"]): assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # batch statistics over 2×2..8×8 maps through 100+ layers amplify the CPU kernels' rounding: on an AVX2
+    # machine (the outputs were recorded elsewhere) 3.6% of the values differ by up to 2.2e-4
+    for a, b in zip(mine, rec["train"]): assert_close(a, b, rtol=1e-4, atol=5e-4)
 
 def test_weights_file_matches_recorded_and_round_trips(recorded, tmp_path):
     rec = recorded["weights"]
