@@ -480,12 +480,14 @@ def _browser_parts(n:int, start:int):
 
 def _browser(items, show_fn, start, label_fn=None):
     "VBox (CSS class `wb-browse`): controls, label, figure; redrawn when the slider's value moves."
+    # the figure keeps its own pixel width (the PNG header's); stretched to the output's width it blurs
     import ipywidgets as W
     n, p = len(items), _browser_parts(len(items), start)
     s = p["slider"]
     def redraw(change=None):
         p["label"].value = _caption(items, s.value, label_fn)
-        p["image"].value = _fig_to_png(show_fn(items[s.value]))
+        png = _fig_to_png(show_fn(items[s.value]))
+        p["image"].value, p["image"].width = png, str(int.from_bytes(png[16:20], "big"))
     s.observe(redraw, names="value"); redraw()
     p["prev"].on_click(lambda _: setattr(s, "value", (s.value - 1) % n))
     p["next"].on_click(lambda _: setattr(s, "value", (s.value + 1) % n))
