@@ -63,11 +63,18 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    aux_weight: float = 0.5      # weight of the auxiliary head's loss (seed 001: 0.5, mmseg PSPNet: 0.4)
+    "Fields read by the loss the model names; one set for a loss that does not read it is an error."
+    name: str = ""               # a name from `list_losses()`; "" = the model's (or the task's) default
+    aux_weight: float|None = None  # auxiliary head's weight; None = the model's (seed 001: 0.5, mmseg: 0.4)
     class_weights: tuple = ()    # per-class CE weights; () = uniform
-    hyp: str = ""                # YOLOv3: hyperparameter YAML ("" = the shipped hyp.yaml), rescaled once for classes and img_size
-    weights: dict = field(default_factory=dict)  # named loss-term weights, e.g. {"dice": 1, "bce": 1, "iou": 1} (promptable segmentation)
-    multimask: str = "all"       # promptable segmentation: supervise all 3 candidate masks, or only the "best" one
+    dice_weight: float = 0.0     # segmentation: + Dice × this on every head (mmseg's DiceLoss as a 2nd loss)
+    ohem_thresh: float = 0.0     # segmentation: OHEM on the main head, keep pixels with p(true) < this
+    ohem_min_kept: int = 0       # segmentation: OHEM keeps at least this many pixels (0 with thresh 0: off)
+    hyp: str = ""                # YOLOv3: hyperparameter YAML ("" = the shipped hyp.yaml)
+    iou_type: str = ""           # box regression IoU: iou | giou ("" = the loss's own: YOLOX iou, YOLOv3 giou)
+    assigner: str = ""           # YOLOX label assignment: simota | simota_v0 ("" = simota)
+    weights: dict = field(default_factory=dict)  # named term weights, e.g. {"dice": 1, "bce": 1, "iou": 1} (SAM)
+    multimask: str = "all"       # promptable segmentation: supervise "all" 3 candidate masks or the "best"
 
 @dataclass
 class OptimConfig:
