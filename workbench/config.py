@@ -11,12 +11,25 @@ import yaml
 
 # %% auto #0
 __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfig', 'TrainConfig', 'ExpConfig', 'set_key',
-           'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'save_config', 'load_config', 'config_diff',
+           'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'freeze', 'save_config', 'load_config', 'config_diff',
            'register_experiment', 'list_experiments', 'get_experiment']
+
+# %% ../nbs/00a_config.ipynb #2f1995fd
+class _Section:
+    "Base of the config sections: `freeze` makes an instance (and every section in it) read-only."
+    _frozen = False
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__}.{name}: this config is frozen (a Learner resolved "
+                                 "it); change a copy made before building, e.g. copy.deepcopy(cfg)")
+        object.__setattr__(self, name, value)
+    def __getstate__(self): # copies (deepcopy, pickle) are not frozen
+        return {k: v for k, v in self.__dict__.items() if k != "_frozen"}
+
 
 # %% ../nbs/00a_config.ipynb #23e09b59
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     name: str = "voc"            # dataset layout: voc | cityscapes | folder (segmentation), coco | yolo (detection)
     root: str = ""               # dataset folder; "" = the synthetic shapes data (generated on first use)
     classes: tuple = ()          # class names; () = read from the dataset
@@ -48,7 +61,7 @@ class DataConfig:
 
 # %% ../nbs/00a_config.ipynb #c2b68cf4
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     name: str = "deeplabv3_mobilenet_v3_large"  # a name from `list_models()`
     kwargs: dict = field(default_factory=dict)  # passed to the builder (num_classes is filled from data)
     weights: str = ""            # pretrained weights: a local file or "hub:<model>" from the torch hub cache ("" = none)
@@ -62,7 +75,7 @@ class ModelConfig:
     ema_decay: float = 0.9998    # EMA decay, ramped in as decay·(1 − exp(−updates/2000))
 
 @dataclass
-class LossConfig:
+class LossConfig(_Section):
     "Fields read by the loss the model names; one set for a loss that does not read it is an error."
     name: str = ""               # a name from `list_losses()`; "" = the model's (or the task's) default
     aux_weight: float|None = None  # auxiliary head's weight; None = the model's (seed 001: 0.5, mmseg: 0.4)
@@ -77,7 +90,7 @@ class LossConfig:
     multimask: str = "all"       # promptable segmentation: supervise "all" 3 candidate masks or the "best"
 
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     name: str = "adamw"          # sgd | adamw
     lr: float = 1e-3             # base learning rate
     momentum: float = 0.9        # SGD momentum / AdamW beta1
@@ -88,7 +101,7 @@ class OptimConfig:
 
 # %% ../nbs/00a_config.ipynb #c2cbd739
 @dataclass
-class SchedConfig:
+class SchedConfig(_Section):
     name: str = "poly"           # poly | cosine | constant | plateau  (stepped once per optimizer step; plateau also at evaluations)
     warmup_epochs: float = 1.0   # linear warmup length in epochs (converted to optimizer steps)
     warmup_factor: float = 1e-3  # LR factor at step 0 of the warmup
@@ -100,7 +113,7 @@ class SchedConfig:
     plateau_patience: int = 5    # name=plateau: evaluations without improvement before a reduction
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     epochs: int = 10
     grad_accum: int = 1          # micro-batches per optimizer step
     clip_grad: float = 0.0       # max gradient norm (0 = off)
@@ -113,11 +126,12 @@ class TrainConfig:
     best_mode: str = "max"       # max | min
     drop_last: bool = True       # drop the last incomplete train batch (BatchNorm needs ≥ 2 samples)
     cpu_threads: int = 0         # torch threads per process on CPU: 0 = cores / local processes, -1 = as launched
+    val_loss: bool = True        # also compute the loss on the val split (logged as val/loss, val/<term>)
     iters: int = 0               # > 0: run exactly this many optimizer steps (epochs derived, the last one cut short)
 
 # %% ../nbs/00a_config.ipynb #a805bb83
 @dataclass
-class ExpConfig:
+class ExpConfig(_Section):
     task: str = "segmentation"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -194,6 +208,18 @@ def from_dict(d:dict, base=None, source:str="config"):
     try: apply_overrides(cfg, flatten({k: v for k, v in d.items() if k != "exp"}))
     except (KeyError, ValueError) as e: raise ValueError(f"{source}: {e.args[0]}") from None
     return cfg
+
+# %% ../nbs/00a_config.ipynb #5fc55c0c
+def freeze(cfg):
+    "A read-only deep copy of `cfg`: what a `Learner` and its task read once the run is resolved."
+    cfg = copy.deepcopy(cfg)
+    def _freeze(o):
+        if not dataclasses.is_dataclass(o): return
+        for f in fields(o): _freeze(getattr(o, f.name))
+        object.__setattr__(o, "_frozen", True)
+    _freeze(cfg)
+    return cfg
+
 
 # %% ../nbs/00a_config.ipynb #3a6291c5
 def save_config(cfg, path):
