@@ -14,7 +14,7 @@ def test_train_writes_the_run_folder(shapes, tmp_path):
     r = train(*tiny_args(shapes/"voc", tmp_path/"runs", "a"))
     run = tmp_path/"runs"/"seg_shapes"/"a"
     for f in ("config.yaml", "results.csv", "metrics.json", "weights/best.safetensors", "weights/last.safetensors",
-              "state/trainer_state_0.json", "plots/history.png", "plots/lr.png", "plots/predictions.png", "plots/confusion.png"):
+              "state/custom_checkpoint_0.pkl", "plots/history.png", "plots/lr.png", "plots/predictions.png", "plots/confusion.png"):
         assert (run/f).is_file(), f
     assert list((run/"tb").rglob("events.out.tfevents*")), "no TensorBoard events"
     rows = list(csv.DictReader((run/"results.csv").open()))

@@ -378,8 +378,8 @@ def load_efficient_sam(model:EfficientSam,
     if sd and all(k.startswith("module.") for k in sd): sd = {k[len("module."):]: v for k, v in sd.items()} # saved from DDP
     return load_pretrained(model, sd, strict=True)
 
-def _efficient_sam(embed_dim, num_heads, checkpoint, image_size):
-    m = EfficientSam(embed_dim, num_heads, image_size=image_size)
+def _efficient_sam(embed_dim, num_heads, checkpoint, image_size, model_cls):
+    m = model_cls(embed_dim, num_heads, image_size=image_size)
     if checkpoint is not None: load_efficient_sam(m, checkpoint)
     return m
 
@@ -389,16 +389,18 @@ _META = dict(task="promptable_segmentation", source="yformer/EfficientSAM", inpu
 @register_model(**_META, params=10_223_204)
 def efficient_sam_vitt(checkpoint=None, # official-layout weights (path or state_dict); None: random init
                        image_size:int=1024, # working resolution of the image encoder; a 1024 checkpoint loads at any size
+                       model_cls:type=EfficientSam, # the class built: `EfficientSam` or a subclass (e.g. for training)
                       ) -> EfficientSam:
     "EfficientSAM-Ti: ViT-Tiny encoder (192 wide, 3 heads, 12 blocks) + SAM prompt encoder and mask decoder; 10,223,204 parameters."
-    return _efficient_sam(192, 3, checkpoint, image_size)
+    return _efficient_sam(192, 3, checkpoint, image_size, model_cls)
 
 @register_model(**_META, params=26_413_028)
 def efficient_sam_vits(checkpoint=None, # official-layout weights (path or state_dict); None: random init
                        image_size:int=1024, # working resolution of the image encoder; a 1024 checkpoint loads at any size
+                       model_cls:type=EfficientSam, # the class built: `EfficientSam` or a subclass (e.g. for training)
                       ) -> EfficientSam:
     "EfficientSAM-S: ViT-Small encoder (384 wide, 6 heads, 12 blocks) + SAM prompt encoder and mask decoder; 26,413,028 parameters."
-    return _efficient_sam(384, 6, checkpoint, image_size)
+    return _efficient_sam(384, 6, checkpoint, image_size, model_cls)
 
 # %% ../../nbs/03e_models.efficient_sam.ipynb #59a38e2d
 def _draw_prompt(ax, pts, labs): # pts [P, 2] px, labs [P]: 1 positive, 0 negative, 2/3 box corners
