@@ -101,10 +101,11 @@ def processes(acc) -> str:
     return f"{acc.num_processes} process(es){backend} on {acc.device.type}{threads}"
 
 def header(exp:str, run_dir, learner) -> str:
-    "The line a run starts with: experiment, run folder, processes and device, precision, sample counts."
-    acc = learner.acc
+    "The line a run starts with: experiment, run folder, processes, precision, samples, plan, loss."
+    acc, p = learner.acc, learner.plan
     return (f"{exp} -> {Path(run_dir).resolve()} | {processes(acc)}, mixed precision {acc.mixed_precision}, "
-            f"{len(learner.train_ds)} train / {len(learner.val_ds)} val samples")
+            f"{len(learner.train_ds)} train / {len(learner.val_ds)} val samples, {p.epochs} epochs × "
+            f"{p.steps_per_epoch} steps, loss {learner.parts.info.get('loss', '?')}")
 
 # %% ../nbs/10_cli.ipynb #2aba93fc
 def run(args) -> int:
@@ -121,9 +122,12 @@ def run(args) -> int:
     if learner.is_main: print(header(exp, run_dir, learner))
     if args.eval_only:
         load_pretrained(learner.acc.unwrap_model(learner.model), load_weights(eval_weights(args, exp)), strict=True)
-        metrics = learner.evaluate(learner.model); learner.write_metrics(metrics)
+        metrics = learner.evaluate(learner.model)
+        learner.write_metrics(metrics)
     else: metrics = learner.fit(resume)
-    if learner.is_main: print(learner.task.summary(metrics)); print(f"run folder: {run_dir.resolve()}")
+    if learner.is_main:
+        print(learner.summary(metrics))
+        print(f"run folder: {run_dir.resolve()}")
     return 0
 
 # %% ../nbs/10_cli.ipynb #e962240d
