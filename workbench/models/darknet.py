@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fastcore.basics import patch
 from ..core import atomic_write
 from .registry import register_model
 
@@ -23,72 +22,96 @@ __all__ = ['ACTIVATIONS', 'CFG_SCHEMA', 'CFG_DEFAULTS', 'CFG_REQUIRED', 'CFG_DIR
            'load_darknet_weights', 'save_darknet_weights']
 
 # %% ../../nbs/03f_models.darknet.ipynb #a98f7767
-def _ints(v): return [int(x) for x in v.replace(" ", "").split(",") if x]
+def _ints(v):
+    return [int(x) for x in v.replace(" ", "").split(",") if x]
 
 def _anchors(v):
     a = [float(x) for x in v.replace(" ", "").split(",") if x]
-    if len(a) % 2: raise ValueError(f"{len(a)} numbers, not (w, h) pairs")
+    if len(a) % 2:
+        raise ValueError(f"{len(a)} numbers, not (w, h) pairs")
     return [(a[i], a[i + 1]) for i in range(0, len(a), 2)]
 
-ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1, inplace=True), "linear": None, "relu": lambda: nn.ReLU(inplace=True),
-               "mish": lambda: nn.Mish(inplace=True), "swish": lambda: nn.SiLU(inplace=True), "logistic": nn.Sigmoid}
+ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1, inplace=True), "linear": None,
+               "relu": lambda: nn.ReLU(inplace=True), "mish": lambda: nn.Mish(inplace=True),
+               "swish": lambda: nn.SiLU(inplace=True), "logistic": nn.Sigmoid}
 
 def _act(v):
-    if v not in ACTIVATIONS: raise ValueError(f"unknown activation, expected one of {list(ACTIVATIONS)}")
+    if v not in ACTIVATIONS:
+        raise ValueError(f"unknown activation, expected one of {list(ACTIVATIONS)}")
     return v
 
 # %% ../../nbs/03f_models.darknet.ipynb #ba28ea72
-CFG_SCHEMA = {  # section -> {key: parser}; Darknet's training-only [yolo] keys are accepted and kept
-    "convolutional": dict(batch_normalize=int, filters=int, size=int, stride=int, pad=int, padding=int,
-                          groups=int, activation=_act),
+CFG_SCHEMA = {  # section -> {key: parser}; Darknet's training-only [yolo] keys are accepted, kept
+    "convolutional": dict(batch_normalize=int, filters=int, size=int, stride=int, pad=int,
+                          padding=int, groups=int, activation=_act),
     "shortcut": {"from": _ints, "activation": _act},
     "route": dict(layers=_ints),
     "maxpool": dict(size=int, stride=int),
     "upsample": dict(stride=int),
-    "yolo": dict(mask=_ints, anchors=_anchors, classes=int, num=int, jitter=float, ignore_thresh=float,
-                 truth_thresh=float, random=int),
+    "yolo": dict(mask=_ints, anchors=_anchors, classes=int, num=int, jitter=float,
+                 ignore_thresh=float, truth_thresh=float, random=int),
 }
-CFG_DEFAULTS = {"convolutional": dict(batch_normalize=0, stride=1, pad=0, groups=1, activation="logistic"),
-                "shortcut": dict(activation="linear"), "maxpool": dict(stride=1), "upsample": dict(stride=2)}
+CFG_DEFAULTS = {
+    "convolutional": dict(batch_normalize=0, stride=1, pad=0, groups=1, activation="logistic"),
+    "shortcut": dict(activation="linear"), "maxpool": dict(stride=1), "upsample": dict(stride=2)}
 CFG_REQUIRED = {"convolutional": ("filters", "size"), "shortcut": ("from",), "route": ("layers",),
                 "maxpool": ("size",), "yolo": ("mask", "anchors", "classes")}
 
 # %% ../../nbs/03f_models.darknet.ipynb #db3ed355
 def _net_value(v):
     for t in (int, float):
-        try: return t(v)
-        except ValueError: pass
+        try:
+            return t(v)
+        except ValueError:
+            pass
     return v
 
 def _parse_line(sections, key, val):
     "Add `key=val` to the last section; raises ValueError with the reason."
-    if not sections: raise ValueError("key outside of any [section]")
+    if not sections:
+        raise ValueError("key outside of any [section]")
     sec = sections[-1]
-    if sec["type"] == "net": sec[key] = _net_value(val); return
-    parser = CFG_SCHEMA[sec["type"]].get(key)
-    if parser is None: raise ValueError(f"unknown key {key!r} in [{sec['type']}] (known: {sorted(CFG_SCHEMA[sec['type']])})")
-    try: sec[key] = parser(val)
-    except ValueError as e: raise ValueError(f"bad value {key}={val!r}: {e}") from None
+    if sec["type"] == "net":
+        sec[key] = _net_value(val)
+        return
+    known = CFG_SCHEMA[sec["type"]]
+    if key not in known:
+        raise ValueError(f"unknown key {key!r} in [{sec['type']}] (known: {sorted(known)})")
+    try:
+        sec[key] = known[key](val)
+    except ValueError as e:
+        raise ValueError(f"bad value {key}={val!r}: {e}") from None
 
 # %% ../../nbs/03f_models.darknet.ipynb #b8718446
+def _section_name(line:str) -> str:
+    name = line.strip("[] ").lower()
+    name = "net" if name == "network" else name
+    if name != "net" and name not in CFG_SCHEMA:
+        raise ValueError(f"unknown section [{name}] (known: net, {', '.join(CFG_SCHEMA)})")
+    return name
+
 def parse_cfg(path, # a Darknet `.cfg` file
              ) -> list: # [{'type': 'net', ...}, {'type': 'convolutional', 'filters': 32, ...}, ...]
     "Parse a Darknet cfg; unknown sections/keys and bad values fail with `file:line`."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"cfg file not found: {path.resolve()}")
+    if not path.is_file():
+        raise FileNotFoundError(f"cfg file not found: {path.resolve()}")
     sections, starts = [], []
     for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
-        if not line or line[0] in "#;": continue
+        if not line or line[0] in "#;":
+            continue
         try:
             if line.startswith("["):
-                name = line.strip("[] ").lower()
-                name = "net" if name == "network" else name
-                if name != "net" and name not in CFG_SCHEMA: raise ValueError(f"unknown section [{name}] (known: net, {', '.join(CFG_SCHEMA)})")
-                sections.append({"type": name}); starts.append(n)
-            elif "=" not in line: raise ValueError(f"expected key=value, got {line!r}")
-            else: key, val = (s.strip() for s in line.split("=", 1)); _parse_line(sections, key, val)
-        except ValueError as e: raise ValueError(f"{path}:{n}: {e}") from None
+                sections.append({"type": _section_name(line)})
+                starts.append(n)
+            elif "=" not in line:
+                raise ValueError(f"expected key=value, got {line!r}")
+            else:
+                key, val = (s.strip() for s in line.split("=", 1))
+                _parse_line(sections, key, val)
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: {e}") from None
     return [_complete(s, path, n) for s, n in zip(sections, starts)]
 
 # %% ../../nbs/03f_models.darknet.ipynb #281e142d
@@ -96,7 +119,8 @@ def _complete(sec, path, line):
     "Fill Darknet's defaults and check the required keys of one parsed section."
     t = sec["type"]
     missing = [k for k in CFG_REQUIRED.get(t, ()) if k not in sec]
-    if missing: raise ValueError(f"{path}:{line}: [{t}] is missing {missing}")
+    if missing:
+        raise ValueError(f"{path}:{line}: [{t}] is missing {missing}")
     return {"type": t, **CFG_DEFAULTS.get(t, {}), **{k: v for k, v in sec.items() if k != "type"}}
 
 # %% ../../nbs/03f_models.darknet.ipynb #64588f22
@@ -105,32 +129,54 @@ CFG_DIR = Path(str(files("workbench") / "cfg"))
 def cfg_path(name:str) -> Path:
     "Path of a cfg shipped in `workbench/cfg/` (`'yolov3-spp'` or `'yolov3-spp.cfg'`)."
     p = CFG_DIR / (name if name.endswith(".cfg") else name + ".cfg")
-    if not p.is_file(): raise FileNotFoundError(f"no shipped cfg {name!r}; available: {sorted(q.stem for q in CFG_DIR.glob('*.cfg'))}")
+    if not p.is_file():
+        shipped = sorted(q.stem for q in CFG_DIR.glob("*.cfg"))
+        raise FileNotFoundError(f"no shipped cfg {name!r}; available: {shipped}")
     return p
 
 # %% ../../nbs/03f_models.darknet.ipynb #7ac65cdd
 class Route(nn.Module):
     "`[route]`: the output of one earlier layer, or the channel concatenation of several."
-    def __init__(self, layers:list): super().__init__(); self.layers = layers
-    def forward(self, x, outputs): return torch.cat([outputs[i] for i in self.layers], 1) if len(self.layers) > 1 else outputs[self.layers[0]]
-    def extra_repr(self): return f"layers={self.layers}"
+    def __init__(self, layers:list):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x, outputs):
+        if len(self.layers) == 1:
+            return outputs[self.layers[0]]
+        return torch.cat([outputs[i] for i in self.layers], 1)
+
+    def extra_repr(self):
+        return f"layers={self.layers}"
 
 class Shortcut(nn.Module):
     "`[shortcut]` with linear activation: the previous output plus an earlier one."
-    def __init__(self, layer:int): super().__init__(); self.layer = layer
-    def forward(self, x, outputs): return x + outputs[self.layer]
-    def extra_repr(self): return f"layer={self.layer}"
+    def __init__(self, layer:int):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, outputs):
+        return x + outputs[self.layer]
+
+    def extra_repr(self):
+        return f"layer={self.layer}"
 
 # %% ../../nbs/03f_models.darknet.ipynb #2dca2236
 class MaxPool(nn.Module):
-    "Darknet `[maxpool]`: −∞ padding of `size − 1` cells, `(size−1)//2` before; output ⌊(n−1)/stride⌋ + 1."
+    "Darknet `[maxpool]`: −∞ padding of `size − 1` cells, `(size−1)//2` before: ⌊(n−1)/stride⌋ + 1."
     def __init__(self, size:int, stride:int):
-        super().__init__(); self.size, self.stride = size, stride
+        super().__init__()
+        self.size, self.stride = size, stride
         self.pad = ((size - 1) // 2, size - 1 - (size - 1) // 2)
+
     def forward(self, x):
-        if self.pad[0] == self.pad[1]: return F.max_pool2d(x, self.size, self.stride, self.pad[0])
-        return F.max_pool2d(F.pad(x, (self.pad[0], self.pad[1]) * 2, value=-math.inf), self.size, self.stride)
-    def extra_repr(self): return f"size={self.size}, stride={self.stride}"
+        if self.pad[0] == self.pad[1]:
+            return F.max_pool2d(x, self.size, self.stride, self.pad[0])
+        padded = F.pad(x, (self.pad[0], self.pad[1]) * 2, value=-math.inf)
+        return F.max_pool2d(padded, self.size, self.stride)
+
+    def extra_repr(self):
+        return f"size={self.size}, stride={self.stride}"
 
 # %% ../../nbs/03f_models.darknet.ipynb #b8b89954
 class YOLOLayer(nn.Module):
@@ -138,30 +184,42 @@ class YOLOLayer(nn.Module):
     def __init__(self, anchors, # [A, 2] anchor (w, h), input pixels
                  num_classes:int, stride:int):
         super().__init__()
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(-1, 2), persistent=False)
-        self.na, self.nc, self.no, self.stride = len(self.anchors), num_classes, num_classes + 5, stride
+        anchors = torch.tensor(anchors, dtype=torch.float32).view(-1, 2)
+        self.register_buffer("anchors", anchors, persistent=False)
+        self.na, self.nc, self.no, self.stride = len(anchors), num_classes, num_classes + 5, stride
+
     @property
-    def anchor_vec(self): return self.anchors / self.stride  # [A, 2] anchors in grid units
+    def anchor_vec(self): # [A, 2] anchors in grid units
+        return self.anchors / self.stride
+
     def forward(self, p): # [B, A*(5+C), gh, gw] -> [B, A, gh, gw, 5+C]
         b, _, gh, gw = p.shape
         return p.view(b, self.na, self.no, gh, gw).permute(0, 1, 3, 4, 2).contiguous()
-    def decode(self, p): # [B, A, gh, gw, 5+C] raw -> [B, A*gh*gw, 5+C]: cx, cy, w, h (input pixels), σ(obj), σ(cls)
+
+    def decode(self, p): # raw [B, A, gh, gw, 5+C] -> [B, A*gh*gw, 5+C]
+        "cx, cy, w, h (input pixels), σ(obj), σ(cls)."
         b, _, gh, gw, _ = p.shape
-        gy, gx = torch.meshgrid(torch.arange(gh, device=p.device), torch.arange(gw, device=p.device), indexing="ij")
+        ys, xs = torch.arange(gh, device=p.device), torch.arange(gw, device=p.device)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack((gx, gy), -1).view(1, 1, gh, gw, 2).to(p.dtype)
         xy = (p[..., :2].sigmoid() + grid) * self.stride
         wh = p[..., 2:4].exp() * self.anchor_vec.view(1, -1, 1, 1, 2).to(p.dtype) * self.stride
         return torch.cat((xy, wh, p[..., 4:].sigmoid()), -1).view(b, -1, self.no)
-    def extra_repr(self): return f"anchors={self.anchors.tolist()}, num_classes={self.nc}, stride={self.stride}"
+
+    def extra_repr(self):
+        return f"anchors={self.anchors.tolist()}, num_classes={self.nc}, stride={self.stride}"
 
 # %% ../../nbs/03f_models.darknet.ipynb #e2e89252
 def _conv(d, cin, bn_eps, bn_momentum):
     "`[convolutional]` → Sequential(Conv2d, [BatchNorm2d], [activation]), the seed's key names."
     k, bn = d["size"], bool(d["batch_normalize"])
     pad = d.get("padding", k // 2 if d["pad"] else 0)
-    m = nn.Sequential(OrderedDict(Conv2d=nn.Conv2d(cin, d["filters"], k, d["stride"], pad, groups=d["groups"], bias=not bn)))
-    if bn: m.add_module("BatchNorm2d", nn.BatchNorm2d(d["filters"], eps=bn_eps, momentum=bn_momentum))
-    if ACTIVATIONS[d["activation"]] is not None: m.add_module("activation", ACTIVATIONS[d["activation"]]())
+    conv = nn.Conv2d(cin, d["filters"], k, d["stride"], pad, groups=d["groups"], bias=not bn)
+    m = nn.Sequential(OrderedDict(Conv2d=conv))
+    if bn:
+        m.add_module("BatchNorm2d", nn.BatchNorm2d(d["filters"], eps=bn_eps, momentum=bn_momentum))
+    if ACTIVATIONS[d["activation"]] is not None:
+        m.add_module("activation", ACTIVATIONS[d["activation"]]())
     return m
 
 # %% ../../nbs/03f_models.darknet.ipynb #4cdade9d
@@ -169,47 +227,66 @@ def _absolute(i, layers, what):
     "Absolute indices of earlier layers referenced from layer `i` (negative = relative)."
     out = [i + l if l < 0 else l for l in layers]
     bad = [l for l, a in zip(layers, out) if not 0 <= a < i]
-    if bad: raise ValueError(f"layer {i} ({what}): layers {bad} do not refer to an earlier layer")
+    if bad:
+        raise ValueError(f"layer {i} ({what}): layers {bad} do not refer to an earlier layer")
     return out
 
 # %% ../../nbs/03f_models.darknet.ipynb #d5638bf3
+def _route(i, d, chans, strides):
+    src = _absolute(i, d["layers"], "route")
+    if len({strides[j] for j in src}) > 1:
+        raise ValueError(f"layer {i} (route): layers {src} have different strides "
+                         f"{[strides[j] for j in src]}")
+    return Route(src), sum(chans[j] for j in src), strides[src[0]]
+
+def _shortcut(i, d, chans, c, s):
+    (src,) = _absolute(i, d["from"], "shortcut")
+    if d["activation"] != "linear" or chans[src] != c:
+        raise ValueError(f"layer {i} (shortcut): needs linear activation and equal channels "
+                         f"({chans[src]} vs {c})")
+    return Shortcut(src), c, s
+
 def build_layer(i, d, # layer index and its parsed cfg section
                 chans, strides, # output channels and strides of layers 0..i-1
                 in_ch:int=3, bn_eps:float=1e-5, bn_momentum:float=0.1):
     "(module, output channels, output stride) of layer `i`."
     t, c, s = d["type"], (chans[-1] if chans else in_ch), (strides[-1] if strides else 1)
-    if t == "convolutional": return _conv(d, c, bn_eps, bn_momentum), d["filters"], s * d["stride"]
-    if t == "maxpool": return MaxPool(d["size"], d["stride"]), c, s * d["stride"]
-    if t == "upsample": return nn.Upsample(scale_factor=d["stride"], mode="nearest"), c, s // d["stride"]
+    if t == "convolutional":
+        return _conv(d, c, bn_eps, bn_momentum), d["filters"], s * d["stride"]
+    if t == "maxpool":
+        return MaxPool(d["size"], d["stride"]), c, s * d["stride"]
+    if t == "upsample":
+        return nn.Upsample(scale_factor=d["stride"], mode="nearest"), c, s // d["stride"]
     if t == "route":
-        src = _absolute(i, d["layers"], "route")
-        if len({strides[j] for j in src}) > 1: raise ValueError(f"layer {i} (route): layers {src} have different strides {[strides[j] for j in src]}")
-        return Route(src), sum(chans[j] for j in src), strides[src[0]]
+        return _route(i, d, chans, strides)
     if t == "shortcut":
-        (src,) = _absolute(i, d["from"], "shortcut")
-        if d["activation"] != "linear" or chans[src] != c: raise ValueError(f"layer {i} (shortcut): needs linear activation and equal channels ({chans[src]} vs {c})")
-        return Shortcut(src), c, s
-    if t == "yolo": return YOLOLayer([d["anchors"][m] for m in d["mask"]], d["classes"], s), c, s
+        return _shortcut(i, d, chans, c, s)
+    if t == "yolo":
+        return YOLOLayer([d["anchors"][m] for m in d["mask"]], d["classes"], s), c, s
     raise ValueError(f"layer {i}: unsupported section [{t}]")
 
 # %% ../../nbs/03f_models.darknet.ipynb #39aa055b
 def set_num_classes(defs:list, num_classes:int) -> list:
-    "Copy of parsed cfg `defs` (without `[net]`) with `classes` and the predictor `filters` rewritten."
+    "Copy of parsed cfg `defs` (no `[net]`) with `classes` and the predictor `filters` rewritten."
     defs = [dict(d) for d in defs]
     for i, d in enumerate(defs):
-        if d["type"] != "yolo": continue
+        if d["type"] != "yolo":
+            continue
         p = defs[i - 1] if i else {}
         if p.get("type") != "convolutional" or p["filters"] != len(d["mask"]) * (d["classes"] + 5):
-            raise ValueError(f"layer {i} ([yolo]): the layer before must be a convolution with {len(d['mask'])}·(classes + 5) filters")
+            raise ValueError(f"layer {i} ([yolo]): the layer before must be a convolution with "
+                             f"{len(d['mask'])}·(classes + 5) filters")
         d["classes"], p["filters"] = num_classes, len(d["mask"]) * (num_classes + 5)
     return defs
 
 # %% ../../nbs/03f_models.darknet.ipynb #d188be51
 def _resolve_cfg(cfg):
     "(path or None, parsed sections) from a shipped cfg name, a path, or already-parsed sections."
-    if isinstance(cfg, (list, tuple)): return None, [dict(d) for d in cfg]
+    if isinstance(cfg, (list, tuple)):
+        return None, [dict(d) for d in cfg]
     p = Path(cfg)
-    if not p.exists() and len(p.parts) == 1: p = cfg_path(str(cfg))  # a bare name: a shipped cfg
+    if not p.exists() and len(p.parts) == 1:  # a bare name: a shipped cfg
+        p = cfg_path(str(cfg))
     return p, parse_cfg(p)
 
 # %% ../../nbs/03f_models.darknet.ipynb #90c8fe11
@@ -218,58 +295,66 @@ class Darknet(nn.Module):
     def __init__(self, cfg, # shipped name ('yolov3-spp'), a `.cfg` path, or `parse_cfg` output
                  num_classes:int|None=None, # rewrite the [yolo] classes and predictor filters
                  backbone_layers:int|None=None, # layers 0..n-1 are the backbone (freeze 'backbone')
-                 bn_eps:float=1e-5, bn_momentum:float=0.1): # the seed's (PyTorch's default) BatchNorm2d
+                 bn_eps:float=1e-5, bn_momentum:float=0.1): # the seed's (PyTorch's) BatchNorm2d
         super().__init__()
         self.cfg_path, defs = _resolve_cfg(cfg)
-        if not defs or defs[0]["type"] != "net": raise ValueError(f"{self.cfg_path}: a Darknet cfg starts with [net]")
+        if not defs or defs[0]["type"] != "net":
+            raise ValueError(f"{self.cfg_path}: a Darknet cfg starts with [net]")
         self.net, self.module_defs = defs[0], defs[1:]
-        if num_classes is not None: self.module_defs = set_num_classes(self.module_defs, num_classes)
-        self.module_list, self.routs, self.strides = self._build(int(self.net.get("channels", 3)), bn_eps, bn_momentum)
+        if num_classes is not None:
+            self.module_defs = set_num_classes(self.module_defs, num_classes)
+        in_ch = int(self.net.get("channels", 3))
+        self.module_list, self.routs, self.strides = self._build(in_ch, bn_eps, bn_momentum)
         self.yolo_layers = [i for i, m in enumerate(self.module_list) if isinstance(m, YOLOLayer)]
-        if not self.yolo_layers: raise ValueError(f"{self.cfg_path}: no [yolo] layer")
+        if not self.yolo_layers:
+            raise ValueError(f"{self.cfg_path}: no [yolo] layer")
         self.nc = self.module_list[self.yolo_layers[0]].nc
-        self.backbone_layers = backbone_layers if backbone_layers is not None else self._default_backbone()
+        self.backbone_layers = backbone_layers
+        if backbone_layers is None:
+            self.backbone_layers = self._default_backbone()
         self.version, self.seen = (0, 2, 5), 0  # Darknet .weights header, kept for saving
         init_predictor_biases(self)
 
-# %% ../../nbs/03f_models.darknet.ipynb #68f26bdc
-@patch
-def _build(self:Darknet, in_ch, bn_eps, bn_momentum):
-    "ModuleList, which outputs later layers read, and each layer's stride."
-    mods, chans, strides, used = nn.ModuleList(), [], [], set()
-    for i, d in enumerate(self.module_defs):
-        m, c, s = build_layer(i, d, chans, strides, in_ch, bn_eps, bn_momentum)
-        used.update(getattr(m, "layers", [getattr(m, "layer", None)]))
-        mods.append(m); chans.append(c); strides.append(s)
-    return mods, [i in used for i in range(len(mods))], strides
+    def _build(self, in_ch, bn_eps, bn_momentum):
+        "ModuleList, which outputs later layers read, and each layer's stride."
+        mods, chans, strides, used = nn.ModuleList(), [], [], set()
+        for i, d in enumerate(self.module_defs):
+            m, c, s = build_layer(i, d, chans, strides, in_ch, bn_eps, bn_momentum)
+            used.update(getattr(m, "layers", [getattr(m, "layer", None)]))
+            mods.append(m)
+            chans.append(c)
+            strides.append(s)
+        return mods, [i in used for i in range(len(mods))], strides
 
-# %% ../../nbs/03f_models.darknet.ipynb #99337ea5
-@patch
-def forward(self:Darknet, x): # [B, 3, H, W] RGB in 0-1, H and W multiples of the largest stride
-    "Training: list of raw `[B, A, gh, gw, 5+C]` per [yolo] layer; eval: decoded `[B, N, 5+C]`."
-    s = max(self.strides)
-    if x.shape[-2] % s or x.shape[-1] % s: raise ValueError(f"input {tuple(x.shape)}: H and W must be multiples of {s}")
-    outs, raw = [], []
-    for i, m in enumerate(self.module_list):
-        if isinstance(m, (Route, Shortcut)): x = m(x, outs)
-        elif isinstance(m, YOLOLayer): raw.append(m(x))
-        else: x = m(x)
-        outs.append(x if self.routs[i] else None)
-    return raw if self.training else self.decode(raw)
+    def _default_backbone(self):
+        "Layers up to the last [shortcut] (Darknet-53: 75), else before the first predictor (15)."
+        sc = [i for i, d in enumerate(self.module_defs) if d["type"] == "shortcut"]
+        return sc[-1] + 1 if sc else self.yolo_layers[0] - 1
 
-@patch
-def decode(self:Darknet, raw:list): # raw [B, A, gh, gw, 5+C] per [yolo] layer -> [B, N, 5+C]
-    "Decode the training-mode outputs (cx, cy, w, h in input pixels; σ objectness and classes)."
-    return torch.cat([self.module_list[j].decode(p) for j, p in zip(self.yolo_layers, raw)], 1)
+    @property
+    def yolo_modules(self) -> list:
+        return [self.module_list[j] for j in self.yolo_layers]
 
-@patch(as_prop=True)
-def yolo_modules(self:Darknet) -> list: return [self.module_list[j] for j in self.yolo_layers]
+    def forward(self, x, # [B, 3, H, W] RGB in 0-1, H and W multiples of the largest stride
+                raw:bool|None=None, # raw maps for a loss; None: in train mode
+               ): # list of raw [B, A, gh, gw, 5+C] per [yolo] layer, or decoded [B, N, 5+C]
+        s = max(self.strides)
+        if x.shape[-2] % s or x.shape[-1] % s:
+            raise ValueError(f"input {tuple(x.shape)}: H and W must be multiples of {s}")
+        outs, maps = [], []
+        for i, m in enumerate(self.module_list):
+            if isinstance(m, (Route, Shortcut)):
+                x = m(x, outs)
+            elif isinstance(m, YOLOLayer):
+                maps.append(m(x))
+            else:
+                x = m(x)
+            outs.append(x if self.routs[i] else None)
+        return maps if (self.training if raw is None else raw) else self.decode(maps)
 
-@patch
-def _default_backbone(self:Darknet):
-    "Layers up to the last [shortcut] (Darknet-53: 75), else those before the first predictor (tiny: 15)."
-    sc = [i for i, d in enumerate(self.module_defs) if d["type"] == "shortcut"]
-    return sc[-1] + 1 if sc else self.yolo_layers[0] - 1
+    def decode(self, raw:list): # raw [B, A, gh, gw, 5+C] per [yolo] layer -> [B, N, 5+C]
+        "Decode the raw maps (cx, cy, w, h in input pixels; σ objectness and classes)."
+        return torch.cat([self.module_list[j].decode(p) for j, p in zip(self.yolo_layers, raw)], 1)
 
 # %% ../../nbs/03f_models.darknet.ipynb #778ba114
 def init_predictor_biases(model:Darknet, obj:float=-4.5):
@@ -277,17 +362,20 @@ def init_predictor_biases(model:Darknet, obj:float=-4.5):
     with torch.no_grad():
         for j in model.yolo_layers:
             yl, conv = model.module_list[j], getattr(model.module_list[j - 1], "Conv2d", None)
-            if conv is None or conv.bias is None: raise ValueError(f"layer {j - 1}: a [yolo] layer needs a convolution without BN before it")
+            if conv is None or conv.bias is None:
+                raise ValueError(f"layer {j - 1}: a [yolo] layer needs a convolution without BN "
+                                 "before it")
             b = conv.bias.view(yl.na, yl.no)
-            b[:, 4] += obj; b[:, 5:] += math.log(0.6 / (yl.nc - 0.99))
+            b[:, 4] += obj
+            b[:, 5:] += math.log(0.6 / (yl.nc - 0.99))
 
 # %% ../../nbs/03f_models.darknet.ipynb #a48f7abf
 _META = dict(task="detection", source="ultralytics/yolov3 (archive) + Darknet cfg", pixel_range=1.0,
-             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), loss="yolov3")
 
 @register_model(**_META)
 def yolov3_spp(num_classes:int=80):
-    "YOLOv3-SPP (Darknet-53 backbone = layers 0–74, SPP, 3 heads at strides 32/16/8), `cfg/yolov3-spp.cfg`."
+    "YOLOv3-SPP (Darknet-53 backbone = layers 0–74, SPP, heads at strides 32/16/8)."
     return Darknet("yolov3-spp", num_classes=num_classes, backbone_layers=75)
 
 @register_model(**_META)
@@ -298,72 +386,95 @@ def yolov3_tiny(num_classes:int=80):
 # %% ../../nbs/03f_models.darknet.ipynb #5d192d5d
 def _layer_info(d:dict) -> str:
     t = d["type"]
-    if t == "convolutional": return f"{d['filters']} {d['size']}x{d['size']}/{d['stride']}{' bn' if d['batch_normalize'] else ''} {d['activation']}"
-    if t == "maxpool": return f"{d['size']}x{d['size']}/{d['stride']}"
-    if t == "upsample": return f"x{d['stride']}"
-    if t == "route": return f"layers {d['layers']}"
-    if t == "shortcut": return f"from {d['from']}"
+    if t == "convolutional":
+        bn = " bn" if d["batch_normalize"] else ""
+        return f"{d['filters']} {d['size']}x{d['size']}/{d['stride']}{bn} {d['activation']}"
+    if t == "maxpool":
+        return f"{d['size']}x{d['size']}/{d['stride']}"
+    if t == "upsample":
+        return f"x{d['stride']}"
+    if t == "route":
+        return f"layers {d['layers']}"
+    if t == "shortcut":
+        return f"from {d['from']}"
     return f"mask {d['mask']}, {d['classes']} classes"
 
 # %% ../../nbs/03f_models.darknet.ipynb #5b18be9f
 def graph_summary(model:Darknet, img_size=(416, 416)) -> list:
     "Rows `dict(layer, type, info, out, params)` for every layer, shapes from a forward on zeros."
     shapes, was = {}, model.training
-    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(out.shape[1:])))
-             for i, m in enumerate(model.module_list)]
+    record = lambda i: lambda mod, inp, out: shapes.__setitem__(i, tuple(out.shape[1:]))
+    hooks = [m.register_forward_hook(record(i)) for i, m in enumerate(model.module_list)]
     try:
         model.eval()
-        with torch.no_grad(): model(torch.zeros(1, 3, *img_size, device=next(model.parameters()).device))
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *img_size, device=next(model.parameters()).device))
     finally:
-        model.train(was); [h.remove() for h in hooks]
-    return [dict(layer=i, type=d["type"], info=_layer_info(d), out=shapes[i], params=sum(p.numel() for p in m.parameters()))
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return [dict(layer=i, type=d["type"], info=_layer_info(d), out=shapes[i],
+                 params=sum(p.numel() for p in m.parameters()))
             for i, (d, m) in enumerate(zip(model.module_defs, model.module_list))]
 
 def format_summary(rows:list) -> str:
     "The rows of `graph_summary` as a text table."
-    return "\n".join(f"{r['layer']:>4} {r['type']:<14}{r['info']:<30}{str(r['out']):<22}{r['params']:>10,}" for r in rows)
+    fmt = lambda r: (f"{r['layer']:>4} {r['type']:<14}{r['info']:<30}{str(r['out']):<22}"
+                     f"{r['params']:>10,}")
+    return "\n".join(fmt(r) for r in rows)
 
 # %% ../../nbs/03f_models.darknet.ipynb #4d0ddbba
 FREEZE_MODES = ("none", "backbone", "predictors")
 
 def freeze(model:Darknet, mode:str="none") -> int:
-    "Set `requires_grad` by `mode` (see `FREEZE_MODES`); returns the number of trainable parameters."
-    if mode not in FREEZE_MODES: raise ValueError(f"freeze mode {mode!r}: expected one of {FREEZE_MODES}")
+    "Set `requires_grad` by `mode` (see `FREEZE_MODES`); returns the trainable parameter count."
+    if mode not in FREEZE_MODES:
+        raise ValueError(f"freeze mode {mode!r}: expected one of {FREEZE_MODES}")
     heads = {j - 1 for j in model.yolo_layers}
     for i, m in enumerate(model.module_list):
-        m.requires_grad_(mode == "none" or (mode == "backbone" and i >= model.backbone_layers) or (mode == "predictors" and i in heads))
+        trains = {"none": True, "backbone": i >= model.backbone_layers, "predictors": i in heads}
+        m.requires_grad_(trains[mode])
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../../nbs/03f_models.darknet.ipynb #f5990945
 def _conv_tensors(model:Darknet, cutoff:int|None=None):
     "(layer index, [tensors in Darknet file order]) for each convolution before `cutoff`."
     for i, (d, m) in enumerate(zip(model.module_defs, model.module_list)):
-        if cutoff is not None and i >= cutoff: break
-        if d["type"] != "convolutional": continue
+        if cutoff is not None and i >= cutoff:
+            break
+        if d["type"] != "convolutional":
+            continue
         bn = getattr(m, "BatchNorm2d", None)
-        head = [bn.bias, bn.weight, bn.running_mean, bn.running_var] if bn is not None else [m.Conv2d.bias]
+        head = [m.Conv2d.bias]
+        if bn is not None:
+            head = [bn.bias, bn.weight, bn.running_mean, bn.running_var]
         yield i, head + [m.Conv2d.weight]
 
-def _seen_is_int64(major:int, minor:int) -> bool: return major * 10 + minor >= 2 and major < 1000 and minor < 1000
+def _seen_is_int64(major:int, minor:int) -> bool:
+    return major * 10 + minor >= 2 and major < 1000 and minor < 1000
 
 # %% ../../nbs/03f_models.darknet.ipynb #33344fc9
 def _read_header(data:bytes, path):
     "((major, minor, revision), seen, offset of the first weight)."
-    if len(data) < 16: raise ValueError(f"{path}: {len(data)} bytes, too short for a Darknet .weights header")
+    if len(data) < 16:
+        raise ValueError(f"{path}: {len(data)} bytes, too short for a Darknet .weights header")
     major, minor, rev = (int(v) for v in np.frombuffer(data, np.int32, 3))
     wide = _seen_is_int64(major, minor)
     seen = int(np.frombuffer(data, np.int64 if wide else np.int32, 1, offset=12)[0])
     off = 20 if wide else 16
-    if (len(data) - off) % 4: raise ValueError(f"{path}: {len(data) - off} bytes after the header is not a whole number of float32 values")
+    if (len(data) - off) % 4:
+        raise ValueError(f"{path}: {len(data) - off} bytes after the header is not a whole number "
+                         "of float32 values")
     return (major, minor, rev), seen, off
 
 # %% ../../nbs/03f_models.darknet.ipynb #92484186
 def load_darknet_weights(model:Darknet, path, # a Darknet `.weights` file for the same cfg
                          cutoff:int|None=None, # load layers < cutoff only (partial files)
                         ) -> dict: # {'version', 'seen', 'layers': number of convolutions loaded}
-    "Load a `.weights` file; the model is left untouched if the file is short, long (without cutoff) or malformed."
+    "Load a `.weights` file; the model is untouched if it is short, long (no cutoff) or malformed."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"weights file not found: {path.resolve()}")
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path.resolve()}")
     data = path.read_bytes()
     version, seen, off = _read_header(data, path)
     w = np.frombuffer(data, np.float32, offset=off)
@@ -371,8 +482,13 @@ def load_darknet_weights(model:Darknet, path, # a Darknet `.weights` file for th
     need = np.cumsum([sum(t.numel() for t in ts) for _, ts in convs])
     if need[-1] > len(w):
         i = convs[int(np.searchsorted(need, len(w), side="right"))][0]
-        raise ValueError(f"{path}: truncated: {len(w):,} values but layers < {cutoff or len(model.module_list)} need {int(need[-1]):,} (the file ends inside layer {i}); wrong cfg or an incomplete download?")
-    if cutoff is None and need[-1] < len(w): raise ValueError(f"{path}: {len(w) - int(need[-1]):,} values left after the last layer: the file is for another cfg/num_classes")
+        n = cutoff or len(model.module_list)
+        raise ValueError(f"{path}: truncated: {len(w):,} values but layers < {n} need "
+                         f"{int(need[-1]):,} (the file ends inside layer {i}); wrong cfg or an "
+                         "incomplete download?")
+    if cutoff is None and need[-1] < len(w):
+        raise ValueError(f"{path}: {len(w) - int(need[-1]):,} values left after the last layer: "
+                         "the file is for another cfg/num_classes")
     _copy_into(convs, w)
     model.version, model.seen = version, seen
     return dict(version=version, seen=seen, layers=len(convs))
@@ -381,14 +497,19 @@ def _copy_into(convs, w):
     ptr = 0
     with torch.no_grad():
         for _, ts in convs:
-            for t in ts: n = t.numel(); t.copy_(torch.from_numpy(w[ptr:ptr + n].copy()).view_as(t)); ptr += n
+            for t in ts:
+                n = t.numel()
+                t.copy_(torch.from_numpy(w[ptr:ptr + n].copy()).view_as(t))
+                ptr += n
 
 # %% ../../nbs/03f_models.darknet.ipynb #5917428a
 def save_darknet_weights(model:Darknet, path, cutoff:int|None=None) -> Path:
-    "Write `model` (layers < cutoff) as a Darknet `.weights` file, atomically; header from `model.version`/`seen`."
+    "Write `model` (layers < cutoff) as a Darknet `.weights` file, atomically (`version`, `seen`)."
     major, minor, rev = model.version
     header = np.array([major, minor, rev], np.int32).tobytes()
-    header += np.array([model.seen], np.int64 if _seen_is_int64(major, minor) else np.int32).tobytes()
-    body = [t.detach().float().cpu().numpy().ravel() for _, ts in _conv_tensors(model, cutoff) for t in ts]
+    seen_type = np.int64 if _seen_is_int64(major, minor) else np.int32
+    header += np.array([model.seen], seen_type).tobytes()
+    tensors = [t for _, ts in _conv_tensors(model, cutoff) for t in ts]
+    body = [t.detach().float().cpu().numpy().ravel() for t in tensors]
     blob = header + np.concatenate(body).astype("<f4").tobytes()
     return atomic_write(path, lambda p: Path(p).write_bytes(blob))

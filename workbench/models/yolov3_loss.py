@@ -10,22 +10,27 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torchvision import ops
+from accelerate.utils import extract_model_from_parallel
 from .darknet import CFG_DIR
+from ..losses import check_choice, register_loss
 
 # %% auto #0
-__all__ = ['HYP_KEYS', 'rescale_hyp', 'load_hyp', 'paired_iou', 'wh_iou', 'LayerTargets', 'build_targets', 'smooth_BCE',
-           'bce_loss', 'compute_loss', 'padded_to_yolo_targets', 'YOLOv3Loss']
+__all__ = ['HYP_KEYS', 'IOU_KINDS', 'rescale_hyp', 'load_hyp', 'paired_iou', 'wh_iou', 'LayerTargets', 'build_targets',
+           'smooth_BCE', 'bce_loss', 'compute_loss', 'padded_to_yolo_targets', 'YOLOv3Loss']
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #25e3df4a
 HYP_KEYS = ("giou", "cls", "cls_pw", "obj", "obj_pw", "iou_t", "fl_gamma")
 
 def rescale_hyp(hyp:dict, nc:int, img_size:int) -> dict:
     "New dict with `cls *= nc/80`, `obj *= img_size/320`, applied once (marked by `rescaled_for`)."
-    done = hyp.get("rescaled_for")
+    done, target = hyp.get("rescaled_for"), dict(nc=nc, img_size=img_size)
     if done is not None:
-        if done == dict(nc=nc, img_size=img_size): return dict(hyp)
-        raise ValueError(f"hyp already rescaled for {done}; rescale the original values for nc={nc}, img_size={img_size}")
-    return {**hyp, "cls": hyp["cls"] * nc / 80, "obj": hyp["obj"] * img_size / 320, "rescaled_for": dict(nc=nc, img_size=img_size)}
+        if done == target:
+            return dict(hyp)
+        raise ValueError(f"hyp already rescaled for {done}; rescale the original values for "
+                         f"nc={nc}, img_size={img_size}")
+    return {**hyp, "cls": hyp["cls"] * nc / 80, "obj": hyp["obj"] * img_size / 320,
+            "rescaled_for": target}
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #54da7c19
 def load_hyp(path=None, # YAML file; None = the shipped `workbench/cfg/hyp.yaml`
@@ -33,24 +38,30 @@ def load_hyp(path=None, # YAML file; None = the shipped `workbench/cfg/hyp.yaml`
             ) -> dict:
     "Read a hyp YAML (checking the loss keys) and rescale it once for `nc` and `img_size`."
     path = Path(path) if path is not None else CFG_DIR / "hyp.yaml"
-    if not path.is_file(): raise FileNotFoundError(f"hyp file not found: {path.resolve()}")
+    if not path.is_file():
+        raise FileNotFoundError(f"hyp file not found: {path.resolve()}")
     hyp = yaml.safe_load(path.read_text()) or {}
     missing = [k for k in HYP_KEYS if k not in hyp]
-    if missing: raise ValueError(f"{path}: missing hyperparameters {missing}")
+    if missing:
+        raise ValueError(f"{path}: missing hyperparameters {missing}")
     return rescale_hyp(hyp, nc, img_size)
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #0f566322
-_IOU_LOSSES = dict(giou=ops.generalized_box_iou_loss, diou=ops.distance_box_iou_loss, ciou=ops.complete_box_iou_loss)
+_IOU_LOSSES = dict(giou=ops.generalized_box_iou_loss, diou=ops.distance_box_iou_loss,
+                   ciou=ops.complete_box_iou_loss)
+IOU_KINDS = ("iou", *_IOU_LOSSES)
 
 def paired_iou(boxes1_xyxy, boxes2_xyxy, # [N, 4] each, xyxy
                kind:str="giou", # 'iou', 'giou', 'diou' or 'ciou'
                eps:float=1e-16): # [N]
     "IoU-family similarity of `boxes1[i]` and `boxes2[i]`."
     if kind == "iou":
-        lt, rb = torch.max(boxes1_xyxy[:, :2], boxes2_xyxy[:, :2]), torch.min(boxes1_xyxy[:, 2:], boxes2_xyxy[:, 2:])
+        lt = torch.max(boxes1_xyxy[:, :2], boxes2_xyxy[:, :2])
+        rb = torch.min(boxes1_xyxy[:, 2:], boxes2_xyxy[:, 2:])
         inter = (rb - lt).clamp(min=0).prod(1)
         return inter / (ops.box_area(boxes1_xyxy) + ops.box_area(boxes2_xyxy) - inter + eps)
-    if kind not in _IOU_LOSSES: raise ValueError(f"iou kind {kind!r}: expected 'iou' or one of {list(_IOU_LOSSES)}")
+    if kind not in _IOU_LOSSES:
+        raise ValueError(f"iou kind {kind!r}: expected 'iou' or one of {list(_IOU_LOSSES)}")
     return 1 - _IOU_LOSSES[kind](boxes1_xyxy, boxes2_xyxy, reduction="none", eps=eps)
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #4289d5d7
@@ -75,7 +86,7 @@ def build_targets(preds:list, # per layer [B, A, gh, gw, 5+C]
                   anchors:list, # per layer [A, 2] anchor (w, h) in that layer's grid units
                   iou_t:float=0.2, # an anchor predicts a target when their wh-IoU > iou_t
                  ) -> list: # LayerTargets per layer
-    "The seed's assignment: wh-IoU > iou_t, cell = floor(centre) clamped to the grid, offsets from that cell."
+    "The seed's assignment: wh-IoU > iou_t, cell = floor(centre) clamped to the grid, offsets."
     out = []
     for p, anc in zip(preds, anchors):
         gh, gw = p.shape[2:4]
@@ -97,9 +108,11 @@ def bce_loss(logits, targets, # same shape
              gamma:float=0.0, alpha:float=0.25, # focal loss when gamma > 0 (hyp fl_gamma)
             ): # scalar mean
     "Mean BCE-with-logits, or the seed's FocalLoss: × (t·α + (1−t)(1−α))·(1 − p_t)^γ."
-    loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=logits.new_tensor([pos_weight]), reduction="none")
+    pw = logits.new_tensor([pos_weight])
+    loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pw, reduction="none")
     if gamma > 0:
-        p = logits.sigmoid(); p_t = targets * p + (1 - targets) * (1 - p)
+        p = logits.sigmoid()
+        p_t = targets * p + (1 - targets) * (1 - p)
         loss = loss * (targets * alpha + (1 - targets) * (1 - alpha)) * (1 - p_t) ** gamma
     return loss.mean()
 
@@ -113,48 +126,70 @@ def compute_loss(preds:list, # per layer raw [B, A, gh, gw, 5+C]
                 ) -> dict: # {'box', 'obj', 'cls'}: scalars, gains applied
     "The seed's `compute_loss`, per-layer terms summed then multiplied by their gains."
     nc, (cp, cn) = preds[0].shape[-1] - 5, smooth_BCE(label_smoothing)
+    xyxy = lambda b: ops.box_convert(b, "cxcywh", "xyxy")
     lbox = lobj = lcls = preds[0].new_zeros(())
     for p, lt in zip(preds, build_targets(preds, targets, anchors, hyp["iou_t"])):
         tobj = torch.zeros_like(p[..., 4])
         if len(lt.b):
             ps = p[lt.b, lt.a, lt.gj, lt.gi]
             pbox = torch.cat((ps[:, :2].sigmoid(), ps[:, 2:4].exp().clamp(max=1e3) * lt.anchors), 1)
-            iou = paired_iou(ops.box_convert(pbox, "cxcywh", "xyxy"), ops.box_convert(lt.tbox, "cxcywh", "xyxy"), iou_kind)
+            iou = paired_iou(xyxy(pbox), xyxy(lt.tbox), iou_kind)
             lbox = lbox + (1.0 - iou).mean()
             tobj[lt.b, lt.a, lt.gj, lt.gi] = (1.0 - gr) + gr * iou.detach().clamp(0).to(tobj.dtype)
             if nc > 1:
-                t = torch.full_like(ps[:, 5:], cn); t[range(len(lt.b)), lt.tcls] = cp
+                t = torch.full_like(ps[:, 5:], cn)
+                t[range(len(lt.b)), lt.tcls] = cp
                 lcls = lcls + bce_loss(ps[:, 5:], t, hyp["cls_pw"], hyp["fl_gamma"])
         lobj = lobj + bce_loss(p[..., 4], tobj, hyp["obj_pw"], hyp["fl_gamma"])
     return dict(box=lbox * hyp["giou"], obj=lobj * hyp["obj"], cls=lcls * hyp["cls"])
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #35615646
-def padded_to_yolo_targets(targets, # [B, L, 5] (class, cx, cy, w, h) input pixels, all-zero rows = padding
+def padded_to_yolo_targets(targets, # [B, L, 5] (class, cx, cy, w, h) px, all-zero rows = padding
                            img_hw:tuple, # (H, W) of the input
                           ): # [n, 6] (image, class, cx, cy, w, h), xywh normalised 0-1
     "The seed's target rows from a padded batch."
-    if targets.ndim != 3 or targets.shape[-1] != 5: raise ValueError(f"targets {tuple(targets.shape)}: expected [B, max_labels, 5]")
+    if targets.ndim != 3 or targets.shape[-1] != 5:
+        raise ValueError(f"targets {tuple(targets.shape)}: expected [B, max_labels, 5]")
     b, k = (targets != 0).any(-1).nonzero(as_tuple=True)
     rows = targets[b, k].float()
     h, w = img_hw
-    return torch.cat((b[:, None].to(rows), rows[:, :1], rows[:, 1:] / rows.new_tensor([w, h, w, h])), 1)
+    xywh = rows[:, 1:] / rows.new_tensor([w, h, w, h])
+    return torch.cat((b[:, None].to(rows), rows[:, :1], xywh), 1)
 
 # %% ../../nbs/03g_models.yolov3_loss.ipynb #86b40b4b
+@register_loss("yolov3")
 class YOLOv3Loss:
-    "Callable loss for a Darknet model: `loss_fn(preds, targets) -> {'loss', 'box', 'obj', 'cls'}`."
-    def __init__(self, model, # a `Darknet` (anchors, strides and classes are read from its [yolo] layers)
+    "The Darknet models' loss: `loss(preds, targets) -> {'loss', 'box', 'obj', 'cls'}`."
+    fields = ("hyp", "iou_type")
+    def __init__(self, model, # a `Darknet` (anchors, strides and classes: its [yolo] layers)
                  hyp:dict, # from `load_hyp` (already rescaled for the run)
                  iou_kind:str="giou", label_smoothing:float=0.0, gr:float=1.0):
         missing = [k for k in HYP_KEYS if k not in hyp]
-        if missing: raise ValueError(f"hyp is missing {missing}")
-        model = getattr(model, "module", model)  # unwrap DDP
-        self.yolo, self.hyp, self.kw = model.yolo_modules, dict(hyp), dict(iou_kind=iou_kind, label_smoothing=label_smoothing, gr=gr)
-    def __call__(self, preds:list, targets): # preds: train-mode outputs; targets [B, L, 5] input pixels
-        if len(preds) != len(self.yolo): raise ValueError(f"{len(preds)} prediction maps for {len(self.yolo)} [yolo] layers")
-        s, (gh, gw) = self.yolo[0].stride, preds[0].shape[2:4]
+        if missing:
+            raise ValueError(f"hyp is missing {missing}")
+        self.yolo, self.hyp = extract_model_from_parallel(model).yolo_modules, dict(hyp)
+        self.kw = dict(iou_kind=check_choice("loss.iou_type", iou_kind, IOU_KINDS),
+                       label_smoothing=label_smoothing, gr=gr)
+
+    @classmethod
+    def from_config(cls, lcfg, model, img_size:int, num_classes:int|None=None, **kw):
+        "`loss.hyp` read and rescaled for `num_classes` (default: the model's) and `img_size`."
+        nc = num_classes if num_classes is not None else extract_model_from_parallel(model).nc
+        hyp = load_hyp(lcfg.hyp or None, nc, img_size)
+        return cls(model, hyp, iou_kind=lcfg.iou_type or "giou")
+
+    def __call__(self, preds:list, # train-mode outputs: raw [B, A, gh, gw, 5 + C] per [yolo] layer
+                 targets, # [B, L, 5] (class, cx, cy, w, h) input pixels, all-zero rows = padding
+                ) -> dict: # {"loss", "box", "obj", "cls"}, fp32
+        if len(preds) != len(self.yolo):
+            raise ValueError(f"{len(preds)} prediction maps for {len(self.yolo)} [yolo] layers")
+        s, (gh, gw), nc = self.yolo[0].stride, preds[0].shape[2:4], preds[0].shape[-1] - 5
         with torch.autocast(preds[0].device.type, enabled=False):
             preds = [p.float() for p in preds]
             t = padded_to_yolo_targets(targets.to(preds[0].device), (gh * s, gw * s))
-            if len(t) and t[:, 1].max() >= preds[0].shape[-1] - 5: raise ValueError(f"class {int(t[:, 1].max())} in targets, the model has {preds[0].shape[-1] - 5} classes")
-            d = compute_loss(preds, t, [m.anchor_vec.to(preds[0].device) for m in self.yolo], self.hyp, **self.kw)
+            if len(t) and t[:, 1].max() >= nc:
+                c = int(t[:, 1].max())
+                raise ValueError(f"class {c} in targets, the model has {nc} classes")
+            anchors = [m.anchor_vec.to(preds[0].device) for m in self.yolo]
+            d = compute_loss(preds, t, anchors, self.hyp, **self.kw)
         return dict(loss=d["box"] + d["obj"] + d["cls"], **d)
