@@ -6,6 +6,7 @@ Prints median ms per step for the full train step and for the forward alone (eva
 import argparse, statistics, time
 import torch
 from workbench.models import create_model
+from workbench.models.yolox_loss import YOLOXLoss
 
 def timed(fn, reps):
     fn(); ts = []
@@ -25,12 +26,19 @@ def main():
     t[:, :a.objects, 0] = torch.randint(0, 80, (a.batch, a.objects), generator=g).float()
     t[:, :a.objects, 1:3] = wh / 2 + torch.rand(a.batch, a.objects, 2, generator=g) * (a.size - wh)
     t[:, :a.objects, 3:5] = wh
+    loss = YOLOXLoss()
     def train_step():
-        m.train(); out = m(x, t); out["total_loss"].backward(); m.zero_grad(set_to_none=True)
+        m.train()
+        loss(m(x), t)["loss"].backward()
+        m.zero_grad(set_to_none=True)
     def fwd_bwd_no_loss():  # the same forward + a trivial loss on the raw outputs: the network's share
-        m.train(); feats = m.backbone(x); outs = m.head.raw_levels(feats); sum(o.float().mean() for o in outs).backward(); m.zero_grad(set_to_none=True)
+        m.train()
+        m(x)["raw"].float().mean().backward()
+        m.zero_grad(set_to_none=True)
     @torch.no_grad()
-    def eval_fwd(): m.eval(); m(x)
+    def eval_fwd():
+        m.eval()
+        m(x)
     s, n, e = timed(train_step, a.reps), timed(fwd_bwd_no_loss, a.reps), timed(eval_fwd, a.reps)
     print(f"{a.model}, batch {a.batch}×{a.size}², {a.objects} objects/image, {torch.get_num_threads()} threads, median of {a.reps}")
     print(f"train step (forward + YOLOX loss + backward)  {s*1e3:9.1f} ms")

@@ -21,6 +21,8 @@ from workbench.models.darknet import Darknet, cfg_path, load_darknet_weights, sa
 from workbench.models.yolov3_loss import (YOLOv3Loss, build_targets, compute_loss, load_hyp, padded_to_yolo_targets,
                                           paired_iou, rescale_hyp)
 from workbench.models.registry import create_model
+from workbench.config import LossConfig
+from workbench.losses import create_loss
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO/"tests"/"reference"/"yolov3_seed"
@@ -201,9 +203,10 @@ def test_layout_matches_reference_line_by_line(recorded):
 
 def test_eval_and_train_outputs_match_recorded(spp_ours, recorded):
     rec = recorded["spp"]
-    with torch.no_grad(): mine = spp_ours(EVAL_X())
+    with torch.no_grad(): mine, raw = spp_ours(EVAL_X()), spp_ours(EVAL_X(), raw=True)
     assert mine.shape == rec["eval"].shape == (1, 3 * (3 * 4 + 6 * 8 + 12 * 16), 85)
     assert_close(mine, rec["eval"], rtol=1e-4, atol=1e-4)
+    assert torch.equal(spp_ours.decode(raw), mine)  # eval-mode raw maps (for a validation loss) decode to the same
     try:
         spp_ours.train()
         with torch.no_grad(): mine = spp_ours(TRAIN_X())  # batch statistics (updates the running ones: eval checked first)
@@ -264,9 +267,11 @@ def test_yolov3loss_on_padded_batch_matches_recorded(recorded):
     model, hyp = Darknet("yolov3-tiny", num_classes=3).train(), load_hyp(nc=3, img_size=128)
     assert hyp == rec["hyp"] and [m.anchors.tolist() for m in model.yolo_modules] == rec["anchors"]
     assert_close(padded_to_yolo_targets(PADDED, (128, 96)), PADDED_AS_SEED)
-    mine = YOLOv3Loss(model, hyp)(padded_preds(), PADDED)
-    for k in ("box", "obj", "cls"): assert_close(scalar(mine[k]), rec[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
-    assert_close(scalar(mine["loss"]), rec["box"] + rec["obj"] + rec["cls"], rtol=1e-5, atol=1e-6)
+    built = create_loss(LossConfig(), model, "yolov3_tiny", default="yolov3", num_classes=3, img_size=128)  # the task's way
+    assert isinstance(built, YOLOv3Loss) and built.hyp == hyp and built.kw["iou_kind"] == "giou"
+    for mine in (YOLOv3Loss(model, hyp)(padded_preds(), PADDED), built(padded_preds(), PADDED)):
+        for k in ("box", "obj", "cls"): assert_close(scalar(mine[k]), rec[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        assert_close(scalar(mine["loss"]), rec["box"] + rec["obj"] + rec["cls"], rtol=1e-5, atol=1e-6)
 
 def test_hyp_rescaled_exactly_once():
     hyp = load_hyp(nc=20, img_size=512)

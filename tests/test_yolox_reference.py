@@ -3,7 +3,8 @@
 - Always run, against what the official code produced (`tests/reference/yolox_official/official_outputs.pt`):
   state_dict layouts of nano / s / darknet53 (also `../shared/reference/yolox_{nano,s}_coco80.state_dict.txt` when
   present), parameter counts, the initial cls/obj biases; decoded eval outputs of nano and s for seeded random
-  weights (also after `load_official` of an official-format checkpoint); training losses (total/iou/conf/cls/l1/num_fg)
+  weights (also after `load_official` of an official-format checkpoint); training losses (total/iou/conf/cls/l1/num_fg;
+  ours are `YOLOXLoss` on the model's raw outputs, its loss/iou/obj/cls/l1/num_fg mapped to the official keys)
   and gradients (per-parameter norms, the prediction convs in full) for both assigners (`simota` = main,
   `simota_v0` = 0.3.0) with use_l1 off and on; the empty batch; the per-image label assignment of 640² anchors.
   Our batched assignment against our per-image reference needs no official code.
@@ -20,7 +21,7 @@ from torch import nn
 from torch.testing import assert_close
 from workbench.models.registry import create_model
 from workbench.models.yolox import _VARIANTS, load_official
-from workbench.models.yolox_loss import decode_boxes, make_anchors, simota_assign, simota_assign_per_image
+from workbench.models.yolox_loss import YOLOXLoss, decode_boxes, make_anchors, simota_assign, simota_assign_per_image
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = REPO.parent/"shared"/"reference"
@@ -31,7 +32,8 @@ OFFICIAL_FILES = ("network_blocks.py", "darknet.py", "yolo_pafpn.py", "yolo_fpn.
                   "yolo_head.py", "yolo_head_main.py", "yolox.py")
 EXPS = {"nano": (0.33, 0.25, True), "s": (0.33, 0.50, False), "darknet53": (1.0, 1.0, False)}  # exps/default: depth, width, depthwise
 ASSIGNERS = {"simota": "yolo_head_main", "simota_v0": "yolo_head"}
-LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "num_fg")
+LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "num_fg")  # the official names
+OURS = YOLOXLoss.names  # official key -> ours (total_loss -> loss, iou_loss -> iou, conf_loss -> obj, ...)
 TRAIN_CASES = [(a, l1) for a in ASSIGNERS for l1 in (False, True)]
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),  # the official head's torch.cuda.amp.autocast
               pytest.mark.usefixtures("one_thread")]
@@ -153,12 +155,19 @@ needs_official = pytest.mark.skipif(official_package() is None, reason=f"officia
 @pytest.fixture(scope="module")
 def recorded(): return torch.load(FIXTURE, weights_only=True)
 
-def ours_model(variant, assigner="simota", num_classes=80, seed=0, rec=None):
+def ours_model(variant, num_classes=80, seed=0, rec=None):
     "Ours with the seeded random weights; `rec` (a recorded case) checks that they are the ones the fixture was made with."
-    m = randomise(create_model(f"yolox_{variant}", num_classes=num_classes, assigner=assigner), seed)
+    m = randomise(create_model(f"yolox_{variant}", num_classes=num_classes), seed)
     if rec is not None: assert abs(checksum(m) - rec["checksum"]) < 1e-6 * max(1.0, abs(rec["checksum"])), \
         "the seeded weights differ from the ones the fixture was recorded with (torch RNG changed?): re-record with --make-fixture"
     return m
+
+def ours_losses(model, x, t, assigner="simota", use_l1=False) -> dict:
+    "Our loss (`YOLOXLoss` on the model's raw outputs) under the official key names."
+    loss = YOLOXLoss(assigner)
+    loss.use_l1 = use_l1
+    out = loss(model(x), t)
+    return {k: out[v] for k, v in OURS.items()}
 
 # ---------------------------------------------------------------------------------------------------------------
 # against the recorded official outputs (always run)
@@ -190,9 +199,10 @@ def test_state_dict_layout_and_param_count(variant, recorded):
 def test_eval_outputs_match_recorded(variant, recorded, tmp_path):
     rec = recorded["eval"][variant]
     ours, x = ours_model(variant, rec=rec).eval(), EVAL_X()[:2 if variant == "nano" else 1]
-    with torch.no_grad(): a = ours(x)
+    with torch.no_grad(): a, raw = ours(x), ours(x, raw=True)
     assert a.shape == (len(x), 16 * 20 + 8 * 10 + 4 * 5, 85)
     assert_close(a, rec["output"], rtol=1e-4, atol=1e-4)
+    assert torch.equal(ours.decode(raw), a)  # raw outputs (for a validation loss) decode to the same
     torch.save({"start_epoch": 300, "model": ours.state_dict()}, tmp_path/"ckpt.pth")  # the official checkpoint format
     fresh = create_model(f"yolox_{variant}").eval(); load_official(fresh, tmp_path/"ckpt.pth")
     with torch.no_grad(): assert_close(fresh(x), rec["output"], rtol=1e-4, atol=1e-4)
@@ -200,8 +210,8 @@ def test_eval_outputs_match_recorded(variant, recorded, tmp_path):
 @pytest.mark.parametrize("assigner,use_l1", TRAIN_CASES)
 def test_training_losses_and_grads_match_recorded(assigner, use_l1, recorded):
     rec = recorded["train"][f"{assigner}_l1={use_l1}"]
-    ours = ours_model("nano", assigner, num_classes=5, seed=1, rec=rec).train(); ours.head.use_l1 = use_l1
-    a = ours(TRAIN_X(), targets())
+    ours = ours_model("nano", num_classes=5, seed=1, rec=rec).train()
+    a = ours_losses(ours, TRAIN_X(), targets(), assigner, use_l1)
     for k in LOSS_KEYS: assert_close(scalar(a[k]), rec["losses"][k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
     assert a["iou_loss"] > 0 and (a["l1_loss"] > 0) == use_l1
     a["total_loss"].backward()
@@ -212,8 +222,8 @@ def test_training_losses_and_grads_match_recorded(assigner, use_l1, recorded):
 
 @pytest.mark.parametrize("assigner", list(ASSIGNERS))
 def test_empty_batch_is_finite_and_matches_recorded(assigner, recorded):
-    ours = ours_model("nano", assigner, num_classes=5).train()
-    a = ours(EMPTY_X(), torch.zeros(2, 12, 5))
+    ours = ours_model("nano", num_classes=5).train()
+    a = ours_losses(ours, EMPTY_X(), torch.zeros(2, 12, 5), assigner)
     assert all(v.isfinite() for v in a.values()) and a["iou_loss"] == 0 and a["cls_loss"] == 0
     for k in LOSS_KEYS: assert_close(scalar(a[k]), recorded["empty"][assigner][k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
     a["total_loss"].backward()
@@ -239,7 +249,7 @@ def test_batched_assignment_equals_per_image_and_recorded(assigner, recorded):
 
 def pair(variant, assigner="simota", num_classes=80, seed=0):
     "Ours and the official model with the same random weights."
-    ours = ours_model(variant, assigner, num_classes, seed)
+    ours = ours_model(variant, num_classes, seed)
     theirs = official(variant, assigner, num_classes)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
@@ -267,9 +277,9 @@ def test_live_eval_outputs_match(variant):
 def test_live_training_losses_match(assigner, use_l1):
     ours, theirs = pair("nano", assigner, num_classes=5, seed=1)
     ours.train(); theirs.train()
-    ours.head.use_l1 = theirs.head.use_l1 = use_l1
+    theirs.head.use_l1 = use_l1
     x, t = TRAIN_X(), targets()
-    a, b = ours(x, t), theirs(x, t)
+    a, b = ours_losses(ours, x, t, assigner, use_l1), theirs(x, t)
     for k in LOSS_KEYS: assert_close(a[k], torch.as_tensor(b[k], dtype=torch.float32), msg=lambda m: f"{k}: {m}")
     a["total_loss"].backward(); b["total_loss"].backward()
     for (n, p), q in zip(ours.named_parameters(), theirs.parameters()): assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{n}: {m}")
@@ -278,7 +288,7 @@ def test_live_training_losses_match(assigner, use_l1):
 def test_live_empty_batch_matches():
     ours, theirs = pair("nano", num_classes=5)
     x, t = EMPTY_X(), torch.zeros(2, 12, 5)
-    assert_close(ours.train()(x, t)["total_loss"], theirs.train()(x, t)["total_loss"])
+    assert_close(ours_losses(ours.train(), x, t)["total_loss"], theirs.train()(x, t)["total_loss"])
 
 @needs_official
 @pytest.mark.parametrize("assigner", list(ASSIGNERS))
