@@ -48,24 +48,26 @@ def test_no_handwritten_modules():
 
 @pytest.mark.parametrize("name", list_models(task="detection"))
 def test_detection_model_contract(name):
-    "Eval: decoded [B, N, 5 + C] (cx, cy, w, h px, obj, class probs); train: a loss dict or raw maps per level."
+    "Eval: decoded [B, N, 5 + C] (cx, cy, w, h px, obj, class probs); train: raw outputs that the model's loss scores."
+    from workbench.config import LossConfig
+    from workbench.losses import create_loss
     torch.manual_seed(0)
     m = create_model(name, num_classes=3)
     meta = model_meta(name)
-    assert meta["pixel_range"] in (1.0, 255.0) and "source" in meta
+    assert meta["pixel_range"] in (1.0, 255.0) and "source" in meta and "loss" in meta
     x = torch.rand(2, 3, 64, 64) * meta["pixel_range"]
-    with torch.no_grad(): out = m.eval()(x)
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    with torch.no_grad(): out, raw = m.eval()(x), m(x, raw=True)
     assert out.ndim == 3 and out.shape[0] == 2 and out.shape[-1] == 8
     assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()  # probabilities after sigmoid
-    m.train()
-    if getattr(m, "computes_loss", False):
-        t = torch.zeros(2, 120, 5); t[0, 0] = torch.tensor([1, 32, 32, 20, 20])
-        losses = m(x, t)
-        assert {"total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "num_fg"} <= set(losses) and torch.isfinite(losses["total_loss"])
-    else:
-        raw = m(x)
-        assert len(raw) >= 2 and all(r.shape[0] == 2 and r.shape[-1] == 8 for r in raw)
+    assert torch.equal(m.decode(raw), out)  # raw outputs decode to the eval output
+    loss = create_loss(LossConfig(), m, name, default="yolox", num_classes=3, img_size=64)
+    t = torch.zeros(2, 120, 5); t[0, 0] = torch.tensor([1, 32, 32, 20, 20])
+    losses = loss(m.train()(x), t)
+    terms = {k: v for k, v in losses.items() if k not in ("loss", "num_fg")}  # num_fg: a diagnostic
+    assert terms and torch.isfinite(losses["loss"]) and losses["loss"].requires_grad
+    torch.testing.assert_close(losses["loss"], sum(terms.values()))
+    losses["loss"].backward()
+    assert all(p.grad is None or p.grad.isfinite().all() for p in m.parameters())
 
 @pytest.mark.parametrize("name", list_models(task="promptable_segmentation"))
 def test_promptable_model_contract(name):
