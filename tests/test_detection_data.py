@@ -6,7 +6,8 @@ import numpy as np, pytest, torch
 from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from workbench.data.coco import COCODetection, DatasetError
+from workbench.data.coco import COCODetection
+from workbench.data.core import DatasetError
 from workbench.data.convert import (coco_to_voc, coco_to_yolo, read_coco, read_voc, read_yolo, validate_dataset, voc_to_coco,
                                     voc_to_yolo, yolo_to_coco)
 from workbench.data.synthetic import CLASSES, COCO_CATEGORY_IDS
