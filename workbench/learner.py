@@ -21,7 +21,8 @@ from .config import ExpConfig, to_dict, flatten, save_config, freeze
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'get_task', 'scalars', 'param_groups',
            'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA', 'TrainState',
            'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset', 'set_cpu_threads',
-           'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'read_results', 'write_results']
+           'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'checkpoint_state', 'read_results',
+           'write_results']
 
 # %% ../nbs/07_learner.ipynb #d6fed582
 @dataclass
@@ -62,6 +63,7 @@ class Evaluation(dict):
 class Task:
     "Base of the tasks. Subclasses implement `build`, `forward`, `targets` and `metric_inputs`."
     default_loss = ""  # the loss when neither `loss.name` nor the model's registration names one
+    data_task = ""  # whose dataset layouts (`workbench.data.layouts`) it reads
     def __init__(self, cfg:ExpConfig): self.cfg = cfg  # frozen (see `Learner`)
     def build(self) -> Parts: raise NotImplementedError
     def forward(self, model, batch, ctx:StepContext): raise NotImplementedError  # -> model outputs
@@ -96,12 +98,20 @@ class Task:
         from workbench.losses import create_loss
         return create_loss(self.cfg.loss, model, self.cfg.model.name, self.default_loss, **context)
 
-    def data_root(self, default:str) -> Path:
-        "`data.root`, or the synthetic data's `default` folder when it is empty."
+    def layout(self):
+        "The dataset layout `data.name` names, among those of `data_task`."
+        from workbench.data.layouts import get_layout
+        return get_layout(self.data_task, self.cfg.data.name)
+
+    def data_root(self, layout) -> Path:
+        "`data.root`, or the generated shapes data in `layout` when it is empty."
         from workbench.data.synthetic import ensure_synthetic
         d = self.cfg.data
         if d.root == "?": raise ValueError("this experiment needs a dataset: pass --data-root (sets data.root)")
-        return Path(d.root).expanduser() if d.root else ensure_synthetic()/default
+        if d.root: return Path(d.root).expanduser()
+        if layout.synthetic is None:
+            raise ValueError(f"data.name={d.name!r} has no generated data: pass --data-root (sets data.root)")
+        return ensure_synthetic()/layout.synthetic
 
 _tasks = {}
 def register_task(name:str):
@@ -598,6 +608,10 @@ def find_state(path) -> Path:
     for cand in (p, p/"state", p/"state.old"):
         if (cand/"custom_checkpoint_0.pkl").is_file(): return cand
     raise FileNotFoundError(f"no checkpoint (custom_checkpoint_0.pkl) in {p.resolve()} or its state/ folder")
+
+def checkpoint_state(path) -> dict:
+    "The loop's position a checkpoint holds (epoch, step, batch, best, ...): its saved `TrainState`."
+    return torch.load(find_state(path)/"custom_checkpoint_0.pkl", weights_only=False)
 
 def read_results(path) -> list:
     "Rows of a results.csv as dicts of strings ([] when there is none)."

@@ -11,8 +11,6 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..core import load_weights, atomic_write
-from ..data.coco import COCODetection
-from ..data.yolo import YOLODataset
 from ..detection.transforms import (MosaicDataset, DetEvalDataset, DetEvalTransform,
                                             detection_collate, MultiScale)
 from ..data.voc import read_image
@@ -25,14 +23,6 @@ from ..models.darknet import Darknet, freeze
 __all__ = ['gt_coco', 'DetMetric', 'DetectionTask', 'detect_file']
 
 # %% ../../nbs/08b_tasks.detection.ipynb #e6b3a2db
-def _data_file(root:Path) -> Path:
-    if root.suffix == ".data": return root
-    found = sorted(root.glob("*.data"))
-    if len(found) != 1:
-        raise FileNotFoundError(f"expected one Darknet .data file in {root}, found "
-                                f"{[p.name for p in found] or 'none'}: pass its path as data.root")
-    return found[0]
-
 def gt_coco(ds) -> dict:
     "COCO ground truth (a dict) from a detection dataset's own boxes, for data without a COCO JSON (YOLO txt)."
     cat_ids = getattr(ds, "cat_ids", None) or list(range(1, len(ds.classes) + 1))
@@ -59,6 +49,8 @@ class DetMetric:
 @register_task("detection")
 class DetectionTask(Task):
     "Detection on COCO JSON (`data.name=coco`) or YOLO txt (`data.name=yolo`); the synthetic shapes by default."
+    data_task = "detection"
+
     def __init__(self, cfg):
         super().__init__(cfg)
         d = cfg.data
@@ -84,11 +76,8 @@ class DetectionTask(Task):
                      info={"loss": type(loss).__name__, "pixel scale": self.scale})
 
     def _split(self, split:str):
-        d = self.cfg.data
-        root = self.data_root(d.name)
-        if d.name == "coco": return COCODetection(root, f"instances_{split}.json", skip_bad=d.skip_bad)
-        if d.name == "yolo": return YOLODataset.from_data_file(_data_file(root), split)
-        raise ValueError(f"data.name={d.name!r}: the detection task reads 'coco' or 'yolo' data")
+        layout = self.layout()
+        return layout.open_split(self.data_root(layout), split, {"skip_bad": self.cfg.data.skip_bad})
 
     def _model(self, num_classes:int):
         m = self.cfg.model

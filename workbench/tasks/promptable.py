@@ -157,19 +157,10 @@ class PromptItems(torch.utils.data.Dataset):
         return it
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #d283dc44
-_COCO_KW = ("prompts_per_image", "n_pos", "n_neg", "bbox_shift", "neg_in_box", "flip")
-_MEDSAM_KW = ("bbox_shift", "flip")
-
-def _check_kw(kw:dict, allowed:tuple, name:str):
-    bad = sorted(set(kw) - set(allowed))
-    if bad:
-        raise ValueError(f"data.aug has {bad}, unknown for data.name={name!r}; accepted: "
-                         f"{list(allowed) + list(TASK_AUG)}")
-
 @register_task("promptable_segmentation")
 class PromptableSegTask(Task):
     "EfficientSAM fine-tuning on COCO instance masks or the MedSAM npy layout (the synthetic shapes by default)."
-    default_loss = "sam"
+    default_loss, data_task = "sam", "promptable_segmentation"
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -189,32 +180,28 @@ class PromptableSegTask(Task):
 
     def build(self) -> Parts:
         d = self.cfg.data
-        train, _ = self._split(d.train_split, True)
-        val, src = self._split(d.val_split, False)
+        train, val = self._split(d.train_split, True), self._split(d.val_split, False)
+        src = getattr(val, "source", None)  # COCO: the objects of every image
         eval_q = max((len(src._anns(i)) for i in src.ids), default=1) if src is not None else 1
         model = self._model()
         return Parts(PromptItems(train), PromptItems(val, original_masks=True), model,
                      self.make_loss(model), ("object",), new_metric=ObjectMetric, collate_fn=prompt_collate,
                      info={"eval_q": eval_q, "use_cache": self.use_cache, "prompt": self.prompt})
 
-    def _split(self, split:str, train:bool): # -> (dataset, its CocoInstances or None)
-        d, kw = self.cfg.data, dict(self.ds_kw)
-        root, seed = self.data_root(d.name), None if train else self.cfg.train.seed
-        if d.name == "coco":
-            _check_kw(kw, _COCO_KW, d.name)
-            if "box" not in self.prompt: kw.setdefault("n_pos", 1)
-            elif "points" not in self.prompt: kw.update(n_pos=0, n_neg=0)  # box prompts only: no points
-            if not train: kw["prompts_per_image"] = None  # every object once
-            src = CocoInstances.from_split(root, split, include_crowd=False)
-            return PromptDataset(src, d.img_size, train=train, seed=seed, **kw), src
-        if d.name == "medsam":
-            _check_kw(kw, _MEDSAM_KW, d.name)
-            if self.prompt != "box":
-                raise ValueError(f"data.name='medsam' has box prompts only, not data.aug prompt={self.prompt!r}")
-            kw.setdefault("bbox_shift", 5)
-            ds = MedSAMDataset(root/split, d.img_size, train=train, skip_bad=d.skip_bad, seed=seed, **kw)
-            return ds, None
-        raise ValueError(f"data.name={d.name!r}: the promptable_segmentation task reads 'coco' or 'medsam' data")
+    def _split(self, split:str, train:bool):
+        d, layout, kw = self.cfg.data, self.layout(), dict(self.ds_kw)
+        points = "n_pos" in layout.options()  # the layout can sample point prompts
+        if not points and self.prompt != "box":
+            raise ValueError(f"data.name={d.name!r} has box prompts only, not data.aug prompt={self.prompt!r}")
+        if points and "points" not in self.prompt: kw.update(n_pos=0, n_neg=0)  # box prompts: no points
+        if "prompts_per_image" in layout.options() and not train: kw["prompts_per_image"] = None  # all once
+        fixed = dict(image_size=d.img_size, train=train, seed=None if train else self.cfg.train.seed,
+                     skip_bad=d.skip_bad)
+        unknown = sorted(set(self.ds_kw) - set(layout.options()))
+        if unknown:
+            raise ValueError(f"data.aug has {unknown}, unknown for data.name={d.name!r}; accepted: "
+                             f"{[o for o in layout.options() if o not in fixed] + list(TASK_AUG)}")
+        return layout.open_split(self.data_root(layout), split, fixed, kw)
 
     def _model(self) -> PromptableSam:
         m = self.cfg.model

@@ -8,7 +8,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
-from ..data.seg_layouts import seg_dataset
 from ..transforms import seg_train_transforms, seg_eval_transforms, pad_collate
 from ..inference import seg_logits, labels_at
 from ..metrics import SegMetric, confusion_matrix
@@ -22,7 +21,7 @@ __all__ = ['SegmentationTask', 'labels_like_masks']
 @register_task("segmentation")
 class SegmentationTask(Task):
     "Semantic segmentation on a VOC, Cityscapes or plain-folder dataset (the synthetic shapes by default)."
-    default_loss = "seg_ce"
+    default_loss, data_task = "seg_ce", "segmentation"
 
     def build(self) -> Parts:
         d = self.cfg.data
@@ -36,15 +35,15 @@ class SegmentationTask(Task):
                      info={"loss": type(loss).__name__})
 
     def _datasets(self):
-        d, root = self.cfg.data, self.data_root("voc")
+        d, layout = self.cfg.data, self.layout()
+        root = self.data_root(layout)
         crop = (d.crop_size, d.crop_width or d.crop_size)
         tr = seg_train_transforms(d.base_size, crop, d.scale, d.hflip, d.mean, d.std, d.ignore_index,
                                   d.cat_max_ratio, d.photometric)
         kw = dict(ignore_index=d.ignore_index, skip_bad=d.skip_bad)
-        train = seg_dataset(d.name, root, d.train_split, transforms=tr,
-                            classes=tuple(d.classes) or None, **kw)
-        val = seg_dataset(d.name, root, d.val_split, classes=train.classes,
-                          transforms=seg_eval_transforms(d.eval_size, d.mean, d.std), **kw)
+        train = layout.open_split(root, d.train_split, dict(transforms=tr, classes=tuple(d.classes) or None, **kw))
+        val_tr = seg_eval_transforms(d.eval_size, d.mean, d.std)
+        val = layout.open_split(root, d.val_split, dict(transforms=val_tr, classes=train.classes, **kw))
         return train, val
 
     def _model(self, num_classes:int):
