@@ -312,17 +312,18 @@ def _title(page:Path) -> str:
     return page.stem
 
 def site_nav(docs_dir:Path) -> list:
-    "Home, Tutorials, then the API pages grouped by notebook number, for the pages that exist in `docs_dir`."
-    home, tutorials, groups = [], [], {g: [] for g in API_GROUPS.values()}
+    "Home and the unnumbered pages, Tutorials, then the API pages grouped by notebook number."
+    home, top, tutorials, groups = [], [], [], {g: [] for g in API_GROUPS.values()}
     for rel in source_notebooks():
         page = page_name(rel)
         if not (docs_dir/page).exists(): continue
         entry = {_title(docs_dir/page): page.as_posix()}
         if rel.name == "index.ipynb" and len(rel.parts) == 1: home.append({"Home": page.as_posix()})
+        elif len(rel.parts) == 1 and not rel.name[0].isdigit(): top.append(entry)  # e.g. architecture
         elif rel.parts[0] == "tutorials": tutorials.append(entry)
         else: groups.setdefault(API_GROUPS.get(rel.name[:2], "Other"), []).append(entry)
     api = [{g: pages} for g, pages in groups.items() if pages]
-    return home + ([{"Tutorials": tutorials}] if tutorials else []) + ([{"API": api}] if api else [])
+    return home + top + ([{"Tutorials": tutorials}] if tutorials else []) + ([{"API": api}] if api else [])
 
 def on_config(config, **kw):
     if not config.nav: config.nav = site_nav(Path(config.docs_dir))
