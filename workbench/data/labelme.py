@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, torch
 from PIL import Image, ImageDraw
 from torchvision import tv_tensors
-from .voc import PairedSegmentation, read_image
+from .core import read_image
+from .voc import PairedSegmentation
 
 # %% auto #0
 __all__ = ['labelme_classes', 'labelme_mask', 'LabelMeSegmentation', 'mask_to_labelme']

@@ -13,7 +13,7 @@ from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..core import load_weights, atomic_write
 from ..detection.transforms import (MosaicDataset, DetEvalDataset, DetEvalTransform,
                                             detection_collate, MultiScale)
-from ..data.voc import read_image
+from ..data.core import read_image
 from ..detection.postprocess import (postprocess, NMS_PRESETS, pack_detections, unpack_detections,
                                              pack_infos, unpack_infos, to_coco_results, coco_eval)
 from ..models import create_model, model_meta, load_pretrained
