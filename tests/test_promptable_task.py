@@ -29,7 +29,8 @@ def tiny_cfg(root, name="coco", size=64) -> ExpConfig:
     cfg = ExpConfig(task="promptable_segmentation")
     d = cfg.data
     d.name, d.root, d.img_size, d.batch_size, d.eval_batch_size = name, str(Path(root)/name), size, 2, 1
-    d.aug = {"prompts_per_image": 2, "bbox_shift": 3, "flip": False} if name == "coco" else {"flip": False}
+    cfg.prompts.bbox_shift, cfg.prompts.flip = 3, False
+    if name == "coco": cfg.prompts.prompts_per_image = 2
     cfg.model.name, cfg.model.freeze = "efficient_sam_vitt", "encoder"
     cfg.optim.lr, cfg.optim.weight_decay = 1e-4, 0.01
     cfg.sched.name, cfg.sched.warmup_epochs = "constant", 0
@@ -107,7 +108,7 @@ def test_cache_exact_and_predict(tiny):
     cfg = tiny_cfg(tiny)
     outs = []
     for cache in (True, False):
-        cfg.data.aug = {**cfg.data.aug, "cache_embeddings": cache}
+        cfg.prompts.cache_embeddings = cache
         torch.manual_seed(0)
         t = PromptableSegTask(cfg)
         parts = t.build()

@@ -26,7 +26,7 @@ def test_iteration_based_run_switches_mosaic_off_at_the_right_step(coco, tmp_pat
     # Mosaic and YOLOX's L1 term on: from optimizer step 4 on. train.epochs (40 in the preset) plays no part.
     cfg = apply_overrides(get_experiment("yolox_nano_shapes"), [
         "task=detection_probe", f"data.root={coco}", "data.img_size=64", "data.batch_size=8",
-        "data.eval_batch_size=4", "data.no_aug_epochs=1", "train.iters=5", "train.eval_every=99",
+        "data.eval_batch_size=4", "detection.no_aug_epochs=1", "train.iters=5", "train.eval_every=99",
         "train.cpu_threads=1", "model.ema=false"])
     assert cfg.train.epochs == 40
     ProbeTask.seen.clear()

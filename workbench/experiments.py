@@ -4,8 +4,10 @@
 
 # %% ../nbs/09_experiments.ipynb #807afc45
 from __future__ import annotations
-from .config import (ExpConfig, DataConfig, ModelConfig, LossConfig, OptimConfig, SchedConfig, TrainConfig,
-                              register_experiment, get_experiment, list_experiments, config_diff, apply_overrides)
+import dataclasses
+from .config import (ExpConfig, DataConfig, DetectionConfig, PromptConfig, ModelConfig, LossConfig,
+                              OptimConfig, SchedConfig, TrainConfig, register_experiment, get_experiment,
+                              list_experiments, config_diff, apply_overrides)
 from functools import partial
 from .data.voc import VOC_CLASSES
 from .data.seg_layouts import CITYSCAPES_CLASSES
@@ -76,11 +78,14 @@ def yolox_s_coco() -> ExpConfig:
     "YOLOX-S on COCO 2017, the official recipe (300 epochs, 15 no-aug, 640, batch 64 nominal)."
     return ExpConfig(
         task="detection",
-        data=DataConfig(name="coco", root="?", train_split="train2017", val_split="val2017", img_size=640, batch_size=8,
-                        eval_batch_size=8, num_workers=4, no_aug_epochs=15, multiscale=(480, 800), multiscale_every=10),
+        data=DataConfig(name="coco", root="?", train_split="train2017", val_split="val2017", img_size=640,
+                        batch_size=8, eval_batch_size=8, num_workers=4),
+        detection=DetectionConfig(no_aug_epochs=15, multiscale=(480, 800), multiscale_every=10),
         model=ModelConfig(name="yolox_s", ema=True, ema_decay=0.9999, nms="yolox_eval"),
-        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, no_decay_norm_bias=True),
-        sched=SchedConfig(name="cosine", warmup_epochs=5, warmup_factor=0.0, warmup_power=2, min_lr_ratio=0.05, flat_epochs=15),
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                          no_decay_norm_bias=True),
+        sched=SchedConfig(name="cosine", warmup_epochs=5, warmup_factor=0.0, warmup_power=2, min_lr_ratio=0.05,
+                          flat_epochs=15),
         train=TrainConfig(epochs=300, eval_every=10, best_metric="AP"))
 
 # %% ../nbs/09_experiments.ipynb #00a8f70c
@@ -88,8 +93,8 @@ def yolox_s_coco() -> ExpConfig:
 def yolox_nano_shapes() -> ExpConfig:
     "YOLOX-nano from scratch on the synthetic shapes (COCO JSON), 160 px, CPU-sized."
     cfg = yolox_s_coco()
-    cfg.data = DataConfig(name="coco", img_size=160, batch_size=16, eval_batch_size=16, num_workers=0, no_aug_epochs=5,
-                          aug={"mosaic_scale": (0.5, 1.5), "enable_mixup": False})
+    cfg.data = DataConfig(name="coco", img_size=160, batch_size=16, eval_batch_size=16, num_workers=0)
+    cfg.detection = DetectionConfig(no_aug_epochs=5, mosaic_scale=(0.5, 1.5), enable_mixup=False)
     cfg.model = ModelConfig(name="yolox_nano", ema=True, ema_decay=0.9998, nms="yolox_eval")
     cfg.optim.lr = 0.01*16/64*4
     cfg.sched.warmup_epochs, cfg.sched.flat_epochs = 2, 5
@@ -103,11 +108,13 @@ def yolov3_spp_voc() -> ExpConfig:
     hyp = load_hyp(None, 20, 512)
     return ExpConfig(
         task="detection",
-        data=DataConfig(name="yolo", root="?", train_split="train", val_split="valid", img_size=512, batch_size=4, eval_batch_size=8,
-                        num_workers=4, aug={"mosaic_prob": 1.0, **yolov3_aug_kwargs(hyp)}, multiscale=(320, 736), multiscale_every=16, rect=True),
+        data=DataConfig(name="yolo", root="?", train_split="train", val_split="valid", img_size=512,
+                        batch_size=4, eval_batch_size=8, num_workers=4),
+        detection=DetectionConfig(mosaic_prob=1.0, **yolov3_aug_kwargs(hyp), multiscale=(320, 736),
+                                  multiscale_every=16, rect=True),
         model=ModelConfig(name="yolov3_spp", nms="yolov3_eval"),
-        optim=OptimConfig(name="sgd", lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True, weight_decay=hyp["weight_decay"],
-                          no_decay_norm_bias=False),
+        optim=OptimConfig(name="sgd", lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True,
+                          weight_decay=hyp["weight_decay"], no_decay_norm_bias=False),
         sched=SchedConfig(name="cosine", warmup_epochs=1, warmup_factor=1e-3, min_lr_ratio=hyp["lrf"]),
         train=TrainConfig(epochs=30, grad_accum=16, best_metric="AP"))
 
@@ -115,8 +122,9 @@ def yolov3_spp_voc() -> ExpConfig:
 def yolov3_tiny_shapes() -> ExpConfig:
     "YOLOv3-tiny from scratch on the synthetic shapes (YOLO txt), 160 px, CPU-sized."
     cfg = yolov3_spp_voc()
-    cfg.data = DataConfig(name="yolo", train_split="train", val_split="valid", img_size=160, batch_size=16, eval_batch_size=16,
-                          num_workers=0, aug=dict(cfg.data.aug), rect=True)
+    cfg.data = DataConfig(name="yolo", train_split="train", val_split="valid", img_size=160, batch_size=16,
+                          eval_batch_size=16, num_workers=0)
+    cfg.detection = dataclasses.replace(cfg.detection, multiscale=(), multiscale_every=10)  # rect eval kept
     cfg.model = ModelConfig(name="yolov3_tiny", nms="yolov3_eval")
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
@@ -124,11 +132,11 @@ def yolov3_tiny_shapes() -> ExpConfig:
 # %% ../nbs/09_experiments.ipynb #d17ef1fc
 @register_experiment
 def efficient_sam_shapes() -> ExpConfig:
-    "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO instance masks), CPU-sized."
+    "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO masks), CPU-sized."
     return ExpConfig(
         task="promptable_segmentation",
-        data=DataConfig(name="coco", img_size=192, batch_size=4, eval_batch_size=8, num_workers=0,
-                        aug={"prompt": "box", "prompts_per_image": 4, "bbox_shift": 5, "flip": False, "cache_embeddings": "auto"}),
+        data=DataConfig(name="coco", img_size=192, batch_size=4, eval_batch_size=8, num_workers=0),
+        prompts=PromptConfig(prompt="box", prompts_per_image=4, bbox_shift=5, flip=False, cache_embeddings="auto"),
         model=ModelConfig(name="efficient_sam_vitt", freeze="encoder"),
         loss=LossConfig(weights={"dice": 1.0, "bce": 1.0, "iou": 1.0}),
         optim=OptimConfig(name="adamw", lr=1e-4, momentum=0.9, weight_decay=0.01),
@@ -137,9 +145,12 @@ def efficient_sam_shapes() -> ExpConfig:
 
 @register_experiment
 def efficient_sam_shapes_scratch() -> ExpConfig:
-    "EfficientSAM-Ti trained end to end from random weights on the synthetic shapes: weights for `efficient_sam_shapes` to fine-tune."
+    "EfficientSAM-Ti trained end to end from random weights: weights for `efficient_sam_shapes` to fine-tune."
     cfg = efficient_sam_shapes()
-    cfg.optim.lr, cfg.optim.lr_mult = 1e-3, {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4, prompt encoder and decoder 1e-3
-    cfg.model.freeze, cfg.data.aug["flip"] = "", True  # the encoder trains, so no embedding cache to keep: flips are free
-    cfg.sched.name, cfg.sched.warmup_epochs, cfg.train.epochs, cfg.train.clip_grad = "poly", 1, 12, 1.0  # poly power 0.9
+    cfg.optim.lr = 1e-3  # prompt encoder and decoder
+    cfg.optim.lr_mult = {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4
+    cfg.model.freeze = ""  # the encoder trains, so there is no embedding cache to keep:
+    cfg.prompts.flip = True  # flips are free
+    cfg.sched.name, cfg.sched.warmup_epochs = "poly", 1  # poly power 0.9
+    cfg.train.epochs, cfg.train.clip_grad = 12, 1.0
     return cfg

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08b_tasks.detection.ipynb #4402f2a2
 from __future__ import annotations
-import json
+import dataclasses, json
 from functools import partial
 from pathlib import Path
 import torch
@@ -20,7 +20,7 @@ from ..models import create_model, model_meta, load_pretrained
 from ..models.darknet import Darknet, freeze
 
 # %% auto #0
-__all__ = ['gt_coco', 'DetMetric', 'DetectionTask', 'detect_file']
+__all__ = ['gt_coco', 'mosaic_kwargs', 'DetMetric', 'DetectionTask', 'detect_file']
 
 # %% ../../nbs/08b_tasks.detection.ipynb #e6b3a2db
 def gt_coco(ds) -> dict:
@@ -36,6 +36,12 @@ def gt_coco(ds) -> dict:
     cats = [{"id": int(c), "name": n} for c, n in zip(cat_ids, ds.classes)]
     return {"images": images, "annotations": anns, "categories": cats}
 
+_STAGES = ("no_aug_epochs", "multiscale", "multiscale_every", "rect")  # read by the task itself
+
+def mosaic_kwargs(dc) -> dict:
+    "The `MosaicDataset` (and `DetTrainTransform`) arguments of a `DetectionConfig`."
+    return {k: v for k, v in dataclasses.asdict(dc).items() if k not in _STAGES}
+
 class DetMetric:
     "COCO results accumulated over a split; `compute()` runs `coco_eval`."
     def __init__(self, gt, cat_ids, classes):
@@ -49,18 +55,19 @@ class DetMetric:
 @register_task("detection")
 class DetectionTask(Task):
     "Detection on COCO JSON (`data.name=coco`) or YOLO txt (`data.name=yolo`); the synthetic shapes by default."
-    data_task = "detection"
+    data_task, sections = "detection", ("detection",)
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        d = cfg.data
+        dc = cfg.detection
         self.scale = model_meta(cfg.model.name).get("pixel_range", 255.0) / 255.0  # input pixels ×
         self.multiscale = None
-        if d.multiscale:
-            self.multiscale = MultiScale(*d.multiscale, d.multiscale_every, 32, cfg.train.seed, first=d.img_size)
+        if dc.multiscale:
+            self.multiscale = MultiScale(*dc.multiscale, dc.multiscale_every, 32, cfg.train.seed,
+                                         first=cfg.data.img_size)
 
     def build(self) -> Parts:
-        d = self.cfg.data
+        d, dc = self.cfg.data, self.cfg.detection
         train, val = self._split(d.train_split), self._split(d.val_split)
         cat_ids = getattr(val, "cat_ids", None) or list(range(1, len(val.classes) + 1))
         gt = val.ann_file if d.name == "coco" else gt_coco(val)
@@ -68,11 +75,11 @@ class DetectionTask(Task):
         loss = self.make_loss(model, num_classes=len(train.classes), img_size=d.img_size)
         # rect evaluation: Accelerate may complete the last val batch with another shape (see `DetEvalDataset`),
         # so the val loader pads; training batches keep the strict one-size check
-        return Parts(MosaicDataset(train, d.img_size, **d.aug),
-                     DetEvalDataset(val, d.img_size, rect_batch=d.eval_batch_size if d.rect else 0),
+        return Parts(MosaicDataset(train, d.img_size, **mosaic_kwargs(dc)),
+                     DetEvalDataset(val, d.img_size, rect_batch=d.eval_batch_size if dc.rect else 0),
                      model, loss, train.classes, new_metric=partial(DetMetric, gt, cat_ids, train.classes),
                      collate_fn=detection_collate,
-                     val_collate_fn=partial(detection_collate, pad_value=114) if d.rect else None,
+                     val_collate_fn=partial(detection_collate, pad_value=114) if dc.rect else None,
                      info={"loss": type(loss).__name__, "pixel scale": self.scale})
 
     def _split(self, split:str):
@@ -93,12 +100,12 @@ class DetectionTask(Task):
         return model
 
     def no_aug(self, ctx:StepContext) -> bool:
-        "Is `ctx.epoch` one of the last `data.no_aug_epochs` epochs of the run?"
-        n = self.cfg.data.no_aug_epochs
+        "Is `ctx.epoch` one of the last `detection.no_aug_epochs` epochs of the run?"
+        n = self.cfg.detection.no_aug_epochs
         return bool(n) and ctx.epoch >= ctx.epochs - n
 
     def on_epoch_start(self, parts:Parts, ctx:StepContext):
-        n = self.cfg.data.no_aug_epochs
+        n = self.cfg.detection.no_aug_epochs
         parts.train_ds.no_aug_from = ctx.epochs - n if n else None  # read by the loop's `set_epoch`
         if hasattr(parts.loss, "use_l1"): parts.loss.use_l1 = self.no_aug(ctx)
 

@@ -4,11 +4,12 @@
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #ded4b734
 from __future__ import annotations
-import json
+import dataclasses, json
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
+from ..config import changed
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..core import atomic_write, load_weights
 from ..data.medsam import (MedSAMDataset, preprocess_config, resize_params, sam_preprocess,
@@ -19,19 +20,18 @@ from ..models import create_model, load_pretrained
 from ..models.efficient_sam import EfficientSam, load_efficient_sam, show_prompt_masks
 
 # %% auto #0
-__all__ = ['PROMPTS', 'TASK_AUG', 'prompt_inputs', 'best_candidate', 'dice_iou', 'object_scores', 'ObjectMetric', 'PromptableSam',
+__all__ = ['PROMPTS', 'prompt_inputs', 'best_candidate', 'dice_iou', 'object_scores', 'ObjectMetric', 'PromptableSam',
            'medsam_item', 'PromptItems', 'PromptableSegTask', 'predict', 'load_run_model']
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #7f9527a6
-PROMPTS = ("box", "points", "box+points")  # `data.aug["prompt"]`: what a prompt is made of
-TASK_AUG = {"prompt": "box", "cache_embeddings": "auto"}  # the `data.aug` keys the task reads itself (defaults)
+PROMPTS = ("box", "points", "box+points")  # `prompts.prompt`: what a prompt is made of
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #3e4e8274
 def prompt_inputs(batch:dict, # `prompt_collate` output: boxes_xyxy [B, Q, 4], points [B, Q, P, 2], point_labels
                   prompt:str="box", # one of `PROMPTS`
                  ): # (points [B, Q, P', 2] px of the S×S input, labels [B, Q, P'])
     "The prompt tensors EfficientSAM takes: box corners (labels 2, 3) and/or the sampled points."
-    if prompt not in PROMPTS: raise ValueError(f"data.aug prompt={prompt!r}: choose from {PROMPTS}")
+    if prompt not in PROMPTS: raise ValueError(f"prompts.prompt={prompt!r}: choose from {PROMPTS}")
     pts, labs = [], []
     if "box" in prompt:
         b = batch["boxes_xyxy"].float()
@@ -39,7 +39,7 @@ def prompt_inputs(batch:dict, # `prompt_collate` output: boxes_xyxy [B, Q, 4], p
         labs.append(torch.tensor([2, 3], device=b.device).expand(*b.shape[:-1], 2))
     if "points" in prompt:
         if batch["points"].shape[-2] == 0:
-            raise ValueError("prompt='points' but the data has no points (data.aug n_pos=n_neg=0?)")
+            raise ValueError("prompt='points' but the data has no points (prompts.n_pos=n_neg=0?)")
         pts.append(batch["points"].float())
         labs.append(batch["point_labels"].long())
     return torch.cat(pts, -2), torch.cat(labs, -1)
@@ -160,21 +160,21 @@ class PromptItems(torch.utils.data.Dataset):
 @register_task("promptable_segmentation")
 class PromptableSegTask(Task):
     "EfficientSAM fine-tuning on COCO instance masks or the MedSAM npy layout (the synthetic shapes by default)."
-    default_loss, data_task = "sam", "promptable_segmentation"
+    default_loss, data_task, sections = "sam", "promptable_segmentation", ("prompts",)
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        aug = dict(cfg.data.aug)
-        self.prompt, self.cache_mode = (aug.pop(k, v) for k, v in TASK_AUG.items())
+        pc = cfg.prompts
+        self.prompt, self.cache_mode = pc.prompt, pc.cache_embeddings
         if self.prompt not in PROMPTS:
-            raise ValueError(f"data.aug prompt={self.prompt!r}: choose from {PROMPTS}")
+            raise ValueError(f"prompts.prompt={self.prompt!r}: choose from {PROMPTS}")
         if self.cache_mode not in ("auto", True, False):
-            raise ValueError(f"data.aug cache_embeddings={self.cache_mode!r}: expected auto, true or false")
-        self.ds_kw, self.preprocess = aug, preprocess_config(cfg.data.img_size)
-        exact = cfg.model.freeze == "encoder" and not aug.get("flip", True)  # both datasets flip by default
+            raise ValueError(f"prompts.cache_embeddings={self.cache_mode!r}: expected auto, true or false")
+        self.preprocess = preprocess_config(cfg.data.img_size)
+        exact = cfg.model.freeze == "encoder" and not pc.flip
         if self.cache_mode is True and not exact:
-            raise ValueError("data.aug cache_embeddings=true needs model.freeze=encoder and no image flips "
-                             "(data.aug flip=false)")
+            raise ValueError("prompts.cache_embeddings=true needs model.freeze=encoder and no image flips "
+                             "(prompts.flip=false)")
         self.use_cache = self.cache_mode is True or (self.cache_mode == "auto" and exact)
         self.cache = {}  # (split, image name) -> embedding [256, S/16, S/16]
 
@@ -189,19 +189,20 @@ class PromptableSegTask(Task):
                      info={"eval_q": eval_q, "use_cache": self.use_cache, "prompt": self.prompt})
 
     def _split(self, split:str, train:bool):
-        d, layout, kw = self.cfg.data, self.layout(), dict(self.ds_kw)
-        points = "n_pos" in layout.options()  # the layout can sample point prompts
-        if not points and self.prompt != "box":
-            raise ValueError(f"data.name={d.name!r} has box prompts only, not data.aug prompt={self.prompt!r}")
-        if points and "points" not in self.prompt: kw.update(n_pos=0, n_neg=0)  # box prompts: no points
-        if "prompts_per_image" in layout.options() and not train: kw["prompts_per_image"] = None  # all once
+        d, layout = self.cfg.data, self.layout()
+        kw = {k: v for k, v in dataclasses.asdict(self.cfg.prompts).items() if k in layout.options()}
+        unread = sorted(set(changed(self.cfg.prompts)) - set(kw) - {"prompt", "cache_embeddings"})
+        if unread:
+            raise ValueError(f"prompts.{unread[0]} is set, but data.name={d.name!r} does not read it; "
+                             f"it reads prompts.{sorted(kw)}")
+        if "n_pos" not in kw and self.prompt != "box":
+            raise ValueError(f"data.name={d.name!r} has box prompts only, not prompts.prompt={self.prompt!r}")
+        if "n_pos" in kw and "points" not in self.prompt: kw.update(n_pos=0, n_neg=0)  # box prompts: no points
+        if "prompts_per_image" in kw and (not train or not kw["prompts_per_image"]):
+            kw["prompts_per_image"] = None  # every object (validation: each once)
         fixed = dict(image_size=d.img_size, train=train, seed=None if train else self.cfg.train.seed,
                      skip_bad=d.skip_bad)
-        unknown = sorted(set(self.ds_kw) - set(layout.options()))
-        if unknown:
-            raise ValueError(f"data.aug has {unknown}, unknown for data.name={d.name!r}; accepted: "
-                             f"{[o for o in layout.options() if o not in fixed] + list(TASK_AUG)}")
-        return layout.open_split(self.data_root(layout), split, fixed, kw)
+        return layout.open_split(self.data_root(layout), split, fixed, kw, field="prompts")
 
     def _model(self) -> PromptableSam:
         m = self.cfg.model
