@@ -351,7 +351,8 @@ def _history_groups(cols, keys) -> dict:
     "Panel title -> the columns it plots: losses, then metrics (or `keys`)."
     if keys is not None and (missing := [k for k in keys if k not in cols]):
         raise KeyError(f"no numeric column {missing} in the history; columns: {list(cols)}")
-    losses = [k for k in cols if "loss" in k.lower() or k.startswith("train/")]  # and the terms
+    losses = [k for k in cols if ("loss" in k.lower() or k.startswith("train/"))  # and the terms
+              and not k.startswith("val/loss_")]  # validation terms: in results.csv, not drawn
     metrics = list(keys) if keys is not None else [
         k for k in cols if k not in losses and _METRIC_RE.search(k)]
     return {g: ks for g, ks in (("loss", losses), ("metrics", metrics)) if ks}
@@ -379,7 +380,8 @@ def plot_history(rows, # results.csv path, or list of dicts (values may be strin
         for k in ks:
             _plot_series(ax, x, cols[k], k, note=g == "metrics" or k.startswith("val"))
         ran = x[np.isfinite(np.stack([cols[k] for k in ks])).any(0)]
-        head = ("loss (train: epoch mean)" if g == "loss"
+        val = "; val: at evaluations" if "val/loss" in ks else ""
+        head = (f"loss (train: epoch mean{val})" if g == "loss"
                 else f"{g}: {len(ran)} value(s), {_cadence(ran)}")
         ax.set(xlabel=xlabel, title=head)
         ax.legend(fontsize=8)
