@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torchvision import ops
+from ..detection.boxes import box_iou
 from accelerate.utils import extract_model_from_parallel
 from .darknet import CFG_DIR
 from ..losses import check_choice, register_loss
@@ -55,11 +56,7 @@ def paired_iou(boxes1_xyxy, boxes2_xyxy, # [N, 4] each, xyxy
                kind:str="giou", # 'iou', 'giou', 'diou' or 'ciou'
                eps:float=1e-16): # [N]
     "IoU-family similarity of `boxes1[i]` and `boxes2[i]`."
-    if kind == "iou":
-        lt = torch.max(boxes1_xyxy[:, :2], boxes2_xyxy[:, :2])
-        rb = torch.min(boxes1_xyxy[:, 2:], boxes2_xyxy[:, 2:])
-        inter = (rb - lt).clamp(min=0).prod(1)
-        return inter / (ops.box_area(boxes1_xyxy) + ops.box_area(boxes2_xyxy) - inter + eps)
+    if kind == "iou": return box_iou(boxes1_xyxy, boxes2_xyxy, aligned=True, eps=eps)
     if kind not in _IOU_LOSSES:
         raise ValueError(f"iou kind {kind!r}: expected 'iou' or one of {list(_IOU_LOSSES)}")
     return 1 - _IOU_LOSSES[kind](boxes1_xyxy, boxes2_xyxy, reduction="none", eps=eps)

@@ -8,11 +8,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
+from ..detection.boxes import box_iou
 from ..losses import check_choice, register_loss
 
 # %% auto #0
-__all__ = ['make_anchors', 'decode_boxes', 'decode_outputs', 'box_iou_cxcywh', 'iou_loss', 'geometry_prior', 'Assignment',
-           'simota_assign', 'simota_assign_per_image', 'yolox_loss', 'YOLOXLoss']
+__all__ = ['make_anchors', 'decode_boxes', 'decode_outputs', 'iou_loss', 'geometry_prior', 'Assignment', 'simota_assign',
+           'simota_assign_per_image', 'yolox_loss', 'YOLOXLoss']
 
 # %% ../../nbs/03d_models.yolox_loss.ipynb #5f64fe3e
 def make_anchors(hw:list, # [(H_k, W_k)] per level, stride order
@@ -42,16 +43,6 @@ def decode_outputs(raw, # [B, A, 5 + C] raw head output
     return torch.cat([decode_boxes(raw[..., :4], grid, stride), raw[..., 4:].sigmoid()], -1)
 
 # %% ../../nbs/03d_models.yolox_loss.ipynb #5965ad09
-def box_iou_cxcywh(a, # [..., N, 4] cxcywh
-                   b, # [..., M, 4] cxcywh
-                  ): # [..., N, M]
-    "Pairwise IoU of cxcywh boxes (YOLOX's `bboxes_iou(a, b, xyxy=False)`, batched)."
-    a, b = a[..., :, None, :], b[..., None, :, :]
-    tl = torch.max(a[..., :2] - a[..., 2:] / 2, b[..., :2] - b[..., 2:] / 2)
-    br = torch.min(a[..., :2] + a[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2)
-    inter = (br - tl).prod(-1) * (tl < br).to(tl.dtype).prod(-1)
-    return inter / (a[..., 2:].prod(-1) + b[..., 2:].prod(-1) - inter)
-
 def iou_loss(pred, target, # [N, 4] cxcywh, aligned pairs
              loss_type:str="iou", # "iou": 1 − IoU²; "giou": torchvision's GIoU loss
             ): # [N]
@@ -61,11 +52,7 @@ def iou_loss(pred, target, # [N, 4] cxcywh, aligned pairs
         return generalized_box_iou_loss(xyxy(pred), xyxy(target))
     if loss_type != "iou":
         raise ValueError(f"loss_type must be 'iou' or 'giou', got {loss_type!r}")
-    tl = torch.max(pred[:, :2] - pred[:, 2:] / 2, target[:, :2] - target[:, 2:] / 2)
-    br = torch.min(pred[:, :2] + pred[:, 2:] / 2, target[:, :2] + target[:, 2:] / 2)
-    inter = (br - tl).prod(1) * (tl < br).to(tl.dtype).prod(1)
-    iou = inter / (pred[:, 2:].prod(1) + target[:, 2:].prod(1) - inter + 1e-16)
-    return 1 - iou ** 2
+    return 1 - box_iou(pred, target, "cxcywh", aligned=True, eps=1e-16) ** 2
 
 # %% ../../nbs/03d_models.yolox_loss.ipynb #d7e3debb
 _ASSIGNERS = {"simota": dict(radius=1.5, in_box=False, penalty=1e6),
@@ -133,7 +120,7 @@ def _pair_cost(boxes, cls_logits, obj_logits, gt_boxes, gt_classes, kidx, pair_v
     "IoU [b, G, K] and SimOTA cost [b, G, K] (inf: invalid pairs) of the candidates `kidx` [b, K]."
     C = cls_logits.shape[-1]
     pick = lambda t: t.gather(1, kidx[..., None].expand(-1, -1, t.shape[-1]))
-    iou = box_iou_cxcywh(gt_boxes, pick(boxes)).where(pair_valid, 0.0)
+    iou = box_iou(gt_boxes, pick(boxes), "cxcywh").where(pair_valid, 0.0)
     p = (pick(cls_logits).float().sigmoid() * pick(obj_logits[..., None]).float().sigmoid()).sqrt()
     log_p, log_1mp = p.log().clamp(min=-100), torch.log1p(-p).clamp(min=-100) # [b, K, C]
     cls_idx = gt_classes[:, None, :].expand(-1, kidx.shape[1], -1).clamp(0, C - 1) # [b, K, G]
@@ -222,7 +209,7 @@ def simota_assign_per_image(boxes, cls_logits, obj_logits, gt_boxes, gt_classes,
         ones = torch.ones(1, len(rows), dtype=torch.bool, device=gt.device)
         prior, cand = geometry_prior(gt[None], ones, grid, stride, assigner)
         prior, cand = prior[0][:, cand[0]], cand[0].nonzero()[:, 0]
-        iou = box_iou_cxcywh(gt, boxes[b, cand].float())
+        iou = box_iou(gt, boxes[b, cand].float(), "cxcywh")
         p_obj = obj_logits[b, cand, None].float().sigmoid()
         p = (cls_logits[b, cand].float().sigmoid() * p_obj).sqrt()
         onehot = F.one_hot(cls, cls_logits.shape[-1]).float()
