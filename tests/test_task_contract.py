@@ -52,3 +52,22 @@ def test_config_is_frozen_and_resolved(coco, tmp_path):
     with pytest.raises(AttributeError, match="frozen"): learn.task.cfg.data.img_size = 32
     cfg.train.epochs = 7  # the user's object stays editable and the learner does not see it
     assert learn.cfg.train.epochs == 2 and learn.plan.epochs == 2
+
+
+def test_task_sections_apply_to_their_task_only(tmp_path):
+    from workbench.data.synthetic import generate
+    from workbench.tasks.segmentation import SegmentationTask
+    from workbench.config import load_config
+    voc = generate(tmp_path/"shapes", n_train=8, n_val=2, seed=0, formats=("voc",))/"voc"
+    seg = apply_overrides(get_experiment("seg_shapes"), [
+        f"data.root={voc}", "model.name=simple_fcn", "data.batch_size=4", "data.base_size=64", "data.crop_size=64",
+        "train.epochs=1", "train.cpu_threads=1"])
+    bad = apply_overrides(get_experiment("seg_shapes"), ["detection.rect=true"])
+    with pytest.raises(ValueError, match="detection.rect=True is set, but task 'segmentation' does not read"):
+        SegmentationTask(bad)
+    with pytest.raises(ValueError, match="prompts.prompt='points' is set"):
+        SegmentationTask(apply_overrides(get_experiment("seg_shapes"), ["prompts.prompt=points"]))
+    Learner(seg, tmp_path/"run").fit()
+    saved = (tmp_path/"run"/"config.yaml").read_text()
+    assert "detection:" not in saved and "prompts:" not in saved and "data:" in saved  # only what it reads
+    assert load_config(tmp_path/"run"/"config.yaml").train.epochs == 1

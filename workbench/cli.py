@@ -12,7 +12,7 @@ from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from .config import (get_experiment, list_experiments, load_config, apply_overrides,
                               to_dict, config_diff)
 from .core import make_run_dir, latest_run, load_weights
-from .learner import Learner, NonFiniteLoss, make_accelerator
+from .learner import Learner, NonFiniteLoss, make_accelerator, get_task, unread_sections
 from .models import load_pretrained
 import workbench.experiments, workbench.tasks.segmentation
 import workbench.tasks.detection, workbench.tasks.promptable
@@ -140,7 +140,8 @@ def run(args) -> int:
             print(f"{k:<36} {str(a):<28} {b}")
         return 0
     if args.print_config:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        drop = unread_sections(get_task(cfg.task))  # the other tasks' sections
+        print(yaml.safe_dump(to_dict(cfg, drop), sort_keys=False))
         return 0
     run_dir, resume = resolve_run(args, exp)
     if resume and (Path(resume)/"config.yaml").is_file():

@@ -15,14 +15,14 @@ from tqdm.auto import tqdm
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object
 from .core import seed_everything, save_weights, atomic_write, seed_worker
-from .config import ExpConfig, to_dict, flatten, save_config, freeze
+from .config import ExpConfig, TASK_SECTIONS, changed, to_dict, flatten, save_config, freeze
 
 # %% auto #0
-__all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'get_task', 'scalars', 'param_groups',
-           'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA', 'TrainState',
-           'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset', 'set_cpu_threads',
-           'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'checkpoint_state', 'read_results',
-           'write_results']
+__all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
+           'param_groups', 'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA',
+           'TrainState', 'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset',
+           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'checkpoint_state',
+           'read_results', 'write_results']
 
 # %% ../nbs/07_learner.ipynb #d6fed582
 @dataclass
@@ -66,8 +66,13 @@ class Task:
     "Base of the tasks. Subclasses implement `build`, `forward`, `targets` and `metric_inputs`."
     default_loss = ""  # the loss when neither `loss.name` nor the model's registration names one
     data_task = ""  # whose dataset layouts (`workbench.data.layouts`) it reads
+    sections = ()  # the task sections of the config (`TASK_SECTIONS`) it reads
     def __init__(self, cfg:ExpConfig):
         self.cfg = cfg  # frozen (see `Learner`)
+        for s in unread_sections(type(self)):
+            for k, v in changed(getattr(cfg, s)).items():
+                raise ValueError(f"{s}.{k}={v!r} is set, but task {cfg.task!r} does not read the "
+                                 f"{s} section (its sections: {list(self.sections) or 'none'})")
     def build(self) -> Parts:
         raise NotImplementedError
     def forward(self, model, batch, ctx:StepContext):
@@ -134,6 +139,10 @@ def register_task(name:str):
         _tasks[name] = cls
         return cls
     return _reg
+
+def unread_sections(task:type) -> tuple:
+    "The task sections of the config that `task` (a `Task` class) does not read."
+    return tuple(s for s in TASK_SECTIONS if s not in task.sections)
 
 def get_task(name:str) -> type:
     "The `Task` class registered as `name`."
@@ -604,7 +613,9 @@ class Learner:
             value = self._watched(ev)
             if self.plateau and value is not None:
                 self.sched.step(value)
-            row.update({f"val/{k}": v for k, v in ev.losses.items()})
+            # loss terms as val/loss_<term>: a metric may share a term's name (SAM's dice)
+            row.update({("val/loss" if k == "loss" else f"val/loss_{k}"): v
+                        for k, v in ev.losses.items()})
             row.update({f"val/{k}": v for k, v in scalars(ev).items()})
         self.save_model_weights("last")
         if ev is not None and self._is_better(self._watched(ev)):
@@ -627,10 +638,11 @@ class Learner:
             self.load_checkpoint(resume)
             self._trim_results()
         if self.is_main:
-            save_config(self.cfg, self.run_dir/"config.yaml")
+            unread = unread_sections(type(self.task))
+            save_config(self.cfg, self.run_dir/"config.yaml", drop=unread)
             self.task.write_artifacts(self.parts, None, self.run_dir)
         hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-              for k, v in flatten(to_dict(self.cfg)).items()}
+              for k, v in flatten(to_dict(self.cfg, unread_sections(type(self.task)))).items()}
         self.acc.init_trackers("tb", config=hp)
         ev = None
         try:
