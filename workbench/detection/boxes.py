@@ -8,7 +8,7 @@ import torch
 from torchvision import ops
 
 # %% auto #0
-__all__ = ['box_iou']
+__all__ = ['box_iou', 'target_rows']
 
 # %% ../../nbs/02b_detection.boxes.ipynb #3f0b1029
 def box_iou(a, # [..., N, 4]
@@ -33,3 +33,9 @@ def box_iou(a, # [..., N, 4]
         area_b = (b[..., 2:] - b[..., :2]).prod(-1)
     inter = (br - tl).clamp(min=0).prod(-1)
     return inter / (area_a + area_b - inter + eps)
+
+# %% ../../nbs/02b_detection.boxes.ipynb #d0826716
+def target_rows(targets, # float [B, M, 5] (class, cx, cy, w, h), all-zero rows are padding
+               ): # bool [B, M]
+    "Which rows of padded targets are boxes (positive width and height)."
+    return targets[..., 3:5].gt(0).all(-1)

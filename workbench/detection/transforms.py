@@ -11,6 +11,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_convert
 from torchvision.transforms.v2 import functional as TF
 from ..core import seed_worker
+from .boxes import target_rows
 
 # %% auto #0
 __all__ = ['PAD_VALUE', 'det_worker_init', 'to_numpy', 'from_numpy', 'letterbox', 'letterbox_boxes', 'unletterbox_boxes',
@@ -435,7 +436,7 @@ def flatten_targets(targets, # float [B, M, 5] (class, cx, cy, w, h) px; all-zer
                     size=None, # (h, w) of the input: cx, w / w and cy, h / h (YOLOv3); None: pixels
                    ) -> torch.Tensor: # float [N, 6] (image index, class, cx, cy, w, h)
     "The padded targets as one row per real box, with the image index in column 0."
-    b, j = torch.nonzero(targets[..., 3:5].gt(0).all(-1), as_tuple=True)
+    b, j = torch.nonzero(target_rows(targets), as_tuple=True)
     rows = torch.cat([b[:, None].to(targets.dtype), targets[b, j]], 1)
     if size is not None:
         rows[:, 2:] /= rows.new_tensor([size[1], size[0], size[1], size[0]])

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torchvision import ops
-from ..detection.boxes import box_iou
+from ..detection.boxes import box_iou, target_rows
 from accelerate.utils import extract_model_from_parallel
 from .darknet import CFG_DIR
 from ..losses import check_choice, register_loss
@@ -147,7 +147,7 @@ def padded_to_yolo_targets(targets, # [B, L, 5] (class, cx, cy, w, h) px, all-ze
     "The seed's target rows from a padded batch."
     if targets.ndim != 3 or targets.shape[-1] != 5:
         raise ValueError(f"targets {tuple(targets.shape)}: expected [B, max_labels, 5]")
-    b, k = (targets != 0).any(-1).nonzero(as_tuple=True)
+    b, k = target_rows(targets).nonzero(as_tuple=True)
     rows = targets[b, k].float()
     h, w = img_hw
     xywh = rows[:, 1:] / rows.new_tensor([w, h, w, h])

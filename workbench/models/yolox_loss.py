@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
-from ..detection.boxes import box_iou
+from ..detection.boxes import box_iou, target_rows
 from ..losses import check_choice, register_loss
 
 # %% auto #0
@@ -243,7 +243,7 @@ def yolox_loss(raw, # [B, A, 5 + C] raw head output
     with torch.autocast(raw.device.type, enabled=False):
         raw, targets, grid, stride = raw.float(), targets.float(), grid.float(), stride.float()
         boxes, obj, cls = decode_boxes(raw[..., :4], grid, stride), raw[..., 4], raw[..., 5:]
-        valid, gt_cls = targets.sum(-1) > 0, targets[..., 0].long()
+        valid, gt_cls = target_rows(targets), targets[..., 0].long()
         a = simota_assign(boxes.detach(), cls.detach(), obj.detach(), targets[..., 1:5], gt_cls,
                           valid, grid, stride, assigner)
         fg, n = a.fg, max(int(a.fg.sum()), 1)
