@@ -5,9 +5,10 @@
 # %% ../nbs/09_experiments.ipynb #807afc45
 from __future__ import annotations
 import dataclasses
-from .config import (ExpConfig, DataConfig, DetectionConfig, PromptConfig, ModelConfig, LossConfig,
-                              OptimConfig, SchedConfig, TrainConfig, register_experiment, get_experiment,
-                              list_experiments, config_diff, apply_overrides)
+from .config import (ExpConfig, DataConfig, DetectionConfig, PromptConfig, ModelConfig,
+                              LossConfig, OptimConfig, SchedConfig, TrainConfig,
+                              register_experiment, get_experiment, list_experiments, config_diff,
+                              apply_overrides)
 from functools import partial
 from .data.voc import VOC_CLASSES
 from .data.seg_layouts import CITYSCAPES_CLASSES
@@ -22,10 +23,11 @@ __all__ = ['seg_shapes', 'deeplabv3_r50_voc', 'pspnet_r50_cityscapes_512x1024_40
 # %% ../nbs/09_experiments.ipynb #40aaf608
 @register_experiment
 def seg_shapes() -> ExpConfig:
-    "A tiny PSPNet-style EncoderDecoder from scratch on the synthetic shapes (VOC layout, 6 classes), CPU-sized."
+    "A tiny PSPNet-style EncoderDecoder from scratch on the synthetic shapes (VOC), CPU-sized."
     return ExpConfig(
         task="segmentation",
-        data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16, eval_batch_size=1, num_workers=0),
+        data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16,
+                        eval_batch_size=1, num_workers=0),
         model=ModelConfig(name="encdec_tiny", kwargs={"width": 32}),
         optim=OptimConfig(name="adamw", lr=4e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),
@@ -34,15 +36,16 @@ def seg_shapes() -> ExpConfig:
 # %% ../nbs/09_experiments.ipynb #50e44cea
 @register_experiment
 def deeplabv3_r50_voc() -> ExpConfig:
-    "DeepLabV3-R50 (OS 8, aux 0.5) on VOC 2012: SGD 1e-4 (aux ×10), warmup 1 epoch + poly 0.9, 30 epochs, batch 4, crop 480."
+    "DeepLabV3-R50 (OS 8, aux 0.5), VOC 2012: SGD 1e-4 (aux ×10), poly, 30 epochs, crop 480."
     return ExpConfig(
         task="segmentation",
-        data=DataConfig(root="?", classes=VOC_CLASSES, base_size=520, crop_size=480, scale=(0.5, 2.0),
-                        eval_size=520, size_divisor=1, batch_size=4, eval_batch_size=1, num_workers=4),
+        data=DataConfig(root="?", classes=VOC_CLASSES, base_size=520, crop_size=480,
+                        scale=(0.5, 2.0), eval_size=520, size_divisor=1, batch_size=4,
+                        eval_batch_size=1, num_workers=4),
         model=ModelConfig(name="deeplabv3_resnet50", kwargs={"aux": True}),
         loss=LossConfig(aux_weight=0.5),
-        optim=OptimConfig(name="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4, no_decay_norm_bias=False,
-                          lr_mult={"aux_classifier.*": 10.0}),
+        optim=OptimConfig(name="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4,
+                          no_decay_norm_bias=False, lr_mult={"aux_classifier.*": 10.0}),
         sched=SchedConfig(name="poly", warmup_epochs=1, warmup_factor=1e-3, power=0.9),
         train=TrainConfig(epochs=30))
 
@@ -52,25 +55,33 @@ def pspnet_r50_cityscapes_512x1024_40k() -> ExpConfig:
     "PSPNet-R50-D8 on Cityscapes 512×1024, 40k iterations (mmseg / seed 004 recipe)."
     return ExpConfig(
         task="segmentation",
-        data=DataConfig(name="cityscapes", root="?", classes=CITYSCAPES_CLASSES, base_size=1024, crop_size=512, crop_width=1024,
-                        scale=(0.5, 2.0), cat_max_ratio=0.75, photometric=True, eval_size=1024, batch_size=2, eval_batch_size=1, num_workers=4),
+        data=DataConfig(name="cityscapes", root="?", classes=CITYSCAPES_CLASSES, base_size=1024,
+                        crop_size=512, crop_width=1024, scale=(0.5, 2.0), cat_max_ratio=0.75,
+                        photometric=True, eval_size=1024, batch_size=2, eval_batch_size=1,
+                        num_workers=4),
         model=ModelConfig(name="pspnet_r50", kwargs={"aux": True}),
-        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, no_decay_norm_bias=False),
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
+                          no_decay_norm_bias=False),
         sched=SchedConfig(name="poly", warmup_epochs=0, power=0.9, min_lr_ratio=0.01),
         train=TrainConfig(iters=40_000, eval_every=3, grad_accum=1))
 
 # %% ../nbs/09_experiments.ipynb #04346d13
-_SHAPES_MODELS = {"deeplabv3_mobilenet_v3_large": {}, "deeplabv3_resnet50": {}, "deeplabv3_resnet101": {}, "fcn_resnet50": {},
-                  "pspnet_r50": {}, "encdec_fcn_r50": {}, "encdec_tiny": {"width": 32}, "unet_monai": {}, "simple_fcn": {}}
-_SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": ["optim.lr=0.002", "data.eval_size=216", "model.test_mode=slide", "model.test_crop=128",
-                                                      "model.test_stride=85", "train.epochs=40", "train.eval_every=5"]}
+_SHAPES_MODELS = {"deeplabv3_mobilenet_v3_large": {}, "deeplabv3_resnet50": {},
+                  "deeplabv3_resnet101": {}, "fcn_resnet50": {}, "pspnet_r50": {},
+                  "encdec_fcn_r50": {}, "encdec_tiny": {"width": 32}, "unet_monai": {},
+                  "simple_fcn": {}}
+_SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": [
+    "optim.lr=0.002", "data.eval_size=216", "model.test_mode=slide", "model.test_crop=128",
+    "model.test_stride=85", "train.epochs=40", "train.eval_every=5"]}
 
 def shapes_experiment(model:str, **kwargs) -> ExpConfig:
-    "`seg_shapes` with another registered segmentation model (and that model's `_SHAPES_OVERRIDES`)."
-    cfg = seg_shapes(); cfg.model = ModelConfig(name=model, kwargs=kwargs)
+    "`seg_shapes` with another registered segmentation model (and its `_SHAPES_OVERRIDES`)."
+    cfg = seg_shapes()
+    cfg.model = ModelConfig(name=model, kwargs=kwargs)
     return apply_overrides(cfg, _SHAPES_OVERRIDES.get(model, []))
 
-for _m, _kw in _SHAPES_MODELS.items(): register_experiment(partial(shapes_experiment, _m, **_kw), name=f"shapes_{_m}")
+for _m, _kw in _SHAPES_MODELS.items():
+    register_experiment(partial(shapes_experiment, _m, **_kw), name=f"shapes_{_m}")
 
 # %% ../nbs/09_experiments.ipynb #c74e8b7a
 @register_experiment
@@ -78,14 +89,14 @@ def yolox_s_coco() -> ExpConfig:
     "YOLOX-S on COCO 2017, the official recipe (300 epochs, 15 no-aug, 640, batch 64 nominal)."
     return ExpConfig(
         task="detection",
-        data=DataConfig(name="coco", root="?", train_split="train2017", val_split="val2017", img_size=640,
-                        batch_size=8, eval_batch_size=8, num_workers=4),
+        data=DataConfig(name="coco", root="?", train_split="train2017", val_split="val2017",
+                        img_size=640, batch_size=8, eval_batch_size=8, num_workers=4),
         detection=DetectionConfig(no_aug_epochs=15, multiscale=(480, 800), multiscale_every=10),
         model=ModelConfig(name="yolox_s", ema=True, ema_decay=0.9999, nms="yolox_eval"),
         optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
                           no_decay_norm_bias=True),
-        sched=SchedConfig(name="cosine", warmup_epochs=5, warmup_factor=0.0, warmup_power=2, min_lr_ratio=0.05,
-                          flat_epochs=15),
+        sched=SchedConfig(name="cosine", warmup_epochs=5, warmup_factor=0.0, warmup_power=2,
+                          min_lr_ratio=0.05, flat_epochs=15),
         train=TrainConfig(epochs=300, eval_every=10, best_metric="AP"))
 
 # %% ../nbs/09_experiments.ipynb #00a8f70c
@@ -93,7 +104,8 @@ def yolox_s_coco() -> ExpConfig:
 def yolox_nano_shapes() -> ExpConfig:
     "YOLOX-nano from scratch on the synthetic shapes (COCO JSON), 160 px, CPU-sized."
     cfg = yolox_s_coco()
-    cfg.data = DataConfig(name="coco", img_size=160, batch_size=16, eval_batch_size=16, num_workers=0)
+    cfg.data = DataConfig(name="coco", img_size=160, batch_size=16, eval_batch_size=16,
+                          num_workers=0)
     cfg.detection = DetectionConfig(no_aug_epochs=5, mosaic_scale=(0.5, 1.5), enable_mixup=False)
     cfg.model = ModelConfig(name="yolox_nano", ema=True, ema_decay=0.9998, nms="yolox_eval")
     cfg.optim.lr = 0.01*16/64*4
@@ -115,16 +127,18 @@ def yolov3_spp_voc() -> ExpConfig:
         model=ModelConfig(name="yolov3_spp", nms="yolov3_eval"),
         optim=OptimConfig(name="sgd", lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True,
                           weight_decay=hyp["weight_decay"], no_decay_norm_bias=False),
-        sched=SchedConfig(name="cosine", warmup_epochs=1, warmup_factor=1e-3, min_lr_ratio=hyp["lrf"]),
+        sched=SchedConfig(name="cosine", warmup_epochs=1, warmup_factor=1e-3,
+                          min_lr_ratio=hyp["lrf"]),
         train=TrainConfig(epochs=30, grad_accum=16, best_metric="AP"))
 
 @register_experiment
 def yolov3_tiny_shapes() -> ExpConfig:
     "YOLOv3-tiny from scratch on the synthetic shapes (YOLO txt), 160 px, CPU-sized."
     cfg = yolov3_spp_voc()
-    cfg.data = DataConfig(name="yolo", train_split="train", val_split="valid", img_size=160, batch_size=16,
-                          eval_batch_size=16, num_workers=0)
-    cfg.detection = dataclasses.replace(cfg.detection, multiscale=(), multiscale_every=10)  # rect eval kept
+    cfg.data = DataConfig(name="yolo", train_split="train", val_split="valid", img_size=160,
+                          batch_size=16, eval_batch_size=16, num_workers=0)
+    # rect eval kept
+    cfg.detection = dataclasses.replace(cfg.detection, multiscale=(), multiscale_every=10)
     cfg.model = ModelConfig(name="yolov3_tiny", nms="yolov3_eval")
     cfg.optim.lr, cfg.train = 1e-2, TrainConfig(epochs=40, eval_every=5, best_metric="AP50")
     return cfg
@@ -132,11 +146,12 @@ def yolov3_tiny_shapes() -> ExpConfig:
 # %% ../nbs/09_experiments.ipynb #d17ef1fc
 @register_experiment
 def efficient_sam_shapes() -> ExpConfig:
-    "EfficientSAM-Ti decoder fine-tuning with box prompts on the synthetic shapes (COCO masks), CPU-sized."
+    "EfficientSAM-Ti: decoder fine-tuning, box prompts, synthetic shapes (COCO masks), CPU-sized."
     return ExpConfig(
         task="promptable_segmentation",
         data=DataConfig(name="coco", img_size=192, batch_size=4, eval_batch_size=8, num_workers=0),
-        prompts=PromptConfig(prompt="box", prompts_per_image=4, bbox_shift=5, flip=False, cache_embeddings="auto"),
+        prompts=PromptConfig(prompt="box", prompts_per_image=4, bbox_shift=5, flip=False,
+                             cache_embeddings="auto"),
         model=ModelConfig(name="efficient_sam_vitt", freeze="encoder"),
         loss=LossConfig(weights={"dice": 1.0, "bce": 1.0, "iou": 1.0}),
         optim=OptimConfig(name="adamw", lr=1e-4, momentum=0.9, weight_decay=0.01),
@@ -145,7 +160,7 @@ def efficient_sam_shapes() -> ExpConfig:
 
 @register_experiment
 def efficient_sam_shapes_scratch() -> ExpConfig:
-    "EfficientSAM-Ti trained end to end from random weights: weights for `efficient_sam_shapes` to fine-tune."
+    "EfficientSAM-Ti end to end from random weights: the weights `efficient_sam_shapes` fine-tunes."
     cfg = efficient_sam_shapes()
     cfg.optim.lr = 1e-3  # prompt encoder and decoder
     cfg.optim.lr_mult = {"image_encoder.*": 0.1}  # the ViT from scratch at lr 1e-4
