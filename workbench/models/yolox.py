@@ -13,7 +13,7 @@ from .yolox_loss import make_anchors, decode_outputs
 
 # %% auto #0
 __all__ = ['get_activation', 'BaseConv', 'DWConv', 'Bottleneck', 'ResLayer', 'SPPBottleneck', 'CSPLayer', 'Focus',
-           'StageBackbone', 'CSPDarknet', 'Darknet', 'YOLOPAFPN', 'YOLOFPN', 'YOLOXHead', 'YOLOX', 'yolox_nano',
+           'StageBackbone', 'CSPDarknet', 'DarknetBackbone', 'YOLOPAFPN', 'YOLOFPN', 'YOLOXHead', 'YOLOX', 'yolox_nano',
            'yolox_tiny', 'yolox_s', 'yolox_m', 'yolox_l', 'yolox_x', 'yolox_darknet53', 'load_official']
 
 # %% ../../nbs/03c_models.yolox.ipynb #90a65d47
@@ -117,7 +117,7 @@ class Focus(nn.Module):
 
 # %% ../../nbs/03c_models.yolox.ipynb #2db82170
 class StageBackbone(nn.Module):
-    "Base of `CSPDarknet` and `Darknet`: runs `stem`, `dark2` … `dark5`, returns `out_features`."
+    "Base of `CSPDarknet` and `DarknetBackbone`: runs `stem`, `dark2` … `dark5`, returns `out_features`."
     stages = ("stem", "dark2", "dark3", "dark4", "dark5")
     def forward(self, x): # [B, 3, H, W] -> {name: feature map}
         out = {}
@@ -143,13 +143,13 @@ class CSPDarknet(StageBackbone):
                                    csp(16 * c, d, shortcut=False))
 
 # %% ../../nbs/03c_models.yolox.ipynb #a132482a
-class Darknet(StageBackbone):
+class DarknetBackbone(StageBackbone):
     "Darknet-21/53 (leaky ReLU): stem, 4 stages of strided conv + `ResLayer`s, dark5 then SPP."
     depth2blocks = {21: [1, 2, 2, 1], 53: [2, 8, 8, 4]}
     def __init__(self, depth:int, in_channels:int=3, stem_out_channels:int=32,
                  out_features:tuple=("dark3", "dark4", "dark5")):
         super().__init__()
-        self.out_features, c, n = out_features, stem_out_channels, Darknet.depth2blocks[depth]
+        self.out_features, c, n = out_features, stem_out_channels, DarknetBackbone.depth2blocks[depth]
         group = lambda cin, k: self.make_group_layer(cin, k, stride=2)
         self.stem = nn.Sequential(BaseConv(in_channels, c, 3, 1, act="lrelu"), *group(c, 1))
         self.dark2 = nn.Sequential(*group(2 * c, n[0]))
@@ -205,7 +205,7 @@ class YOLOFPN(nn.Module):
     "Darknet53 + the YOLOv3 FPN → (128, 256, 512) channels at strides 8, 16, 32."
     def __init__(self, depth:int=53, in_features:tuple=("dark3", "dark4", "dark5")):
         super().__init__()
-        self.backbone, self.in_features = Darknet(depth), in_features
+        self.backbone, self.in_features = DarknetBackbone(depth), in_features
         self.out1_cbl = self._make_cbl(512, 256, 1)
         self.out1 = self._make_embedding([256, 512], 512 + 256)
         self.out2_cbl = self._make_cbl(256, 128, 1)
