@@ -33,7 +33,7 @@ class Layout:
         return [p.name for p in ps if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
     def open_split(self, root, split:str, fixed:dict|None=None, options:dict|None=None,
-                   field:str="data.aug"):
+                   field:str="options"): # the config section the options come from
         "Open `split` with the task's `fixed` arguments and the user's `options` (config `field`)."
         fixed, options = dict(fixed or {}), dict(options or {})
         accepted = [o for o in self.options() if o not in fixed]
