@@ -4,10 +4,12 @@
 
 # %% ../nbs/00a_config.ipynb #af7bd4f4
 from __future__ import annotations
-import copy, dataclasses, difflib, fnmatch
+import copy, dataclasses, difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
+from .core import Registry
+
 
 # %% auto #0
 __all__ = ['TASK_SECTIONS', 'DataConfig', 'DetectionConfig', 'PromptConfig', 'ModelConfig', 'LossConfig', 'OptimConfig',
@@ -314,7 +316,7 @@ def config_diff(a, b) -> dict:
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
 # %% ../nbs/00a_config.ipynb #b63b915d
-_experiments = {}
+_experiments = Registry("experiment")
 
 def register_experiment(fn=None, name:str|None=None):
     "Decorator: register an `ExpConfig` function under its name (or `name`, e.g. for a `partial`)."
@@ -324,12 +326,8 @@ def register_experiment(fn=None, name:str|None=None):
 
 def list_experiments(pattern:str="*") -> list:
     "Sorted names of registered experiments matching a glob `pattern`."
-    return sorted(n for n in _experiments if fnmatch.fnmatch(n, pattern))
+    return _experiments.names(pattern)
 
 def get_experiment(name:str) -> ExpConfig:
     "A fresh `ExpConfig` for the experiment `name`."
-    if name not in _experiments:
-        close = difflib.get_close_matches(name, list(_experiments), n=3)
-        hint = f"did you mean {close}?" if close else f"available: {list_experiments()}"
-        raise KeyError(f"unknown experiment {name!r}; {hint}")
-    return _experiments[name]()
+    return _experiments.lookup(name)()

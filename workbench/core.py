@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #9fa4b425
 from __future__ import annotations
-import os, random, tempfile
+import difflib, fnmatch, os, random, tempfile
 from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
 __all__ = ['seed_everything', 'seed_worker', 'atomic_write', 'save_weights', 'load_weights', 'next_run_name', 'latest_run',
-           'make_run_dir']
+           'make_run_dir', 'Registry']
 
 # %% ../nbs/00_core.ipynb #774ae2cf
 def seed_everything(seed:int=0, # seed for `random`, numpy and torch (all devices)
@@ -113,3 +113,31 @@ def make_run_dir(root, exp:str, name:str|None=None) -> Path:
     for sub in ("weights", "plots"):
         (run/sub).mkdir(parents=True, exist_ok=True)
     return run
+
+# %% ../nbs/00_core.ipynb #901920b7
+class Registry(dict):
+    "Name → object for one kind of thing; an unknown name fails naming the closest registered ones."
+    def __init__(self, kind:str, # what it holds, for messages: "model", "loss", ...
+                 error:type=KeyError, # the exception an unknown name raises
+                 lister:str="", # e.g. "list_models()": named instead of every entry when given
+                ):
+        super().__init__()
+        self.kind, self.error, self.lister = kind, error, lister
+
+    def register(self, name, obj):
+        "Add `obj` under `name` (replacing an earlier one); returns `obj`."
+        self[name] = obj
+        return obj
+
+    def names(self, pattern:str="*") -> list:
+        "Sorted names matching the glob `pattern`."
+        return sorted(n for n in self if fnmatch.fnmatch(str(n), pattern))
+
+    def lookup(self, name):
+        "The entry `name`, or `error` naming the closest registered names."
+        if name in self: return self[name]
+        close = difflib.get_close_matches(str(name), [str(n) for n in self], n=3)
+        if close: hint = f"did you mean {close}?"
+        elif self.lister: hint = f"see {self.lister} ({len(self)} registered)"
+        else: hint = f"registered: {self.names()}"
+        raise self.error(f"unknown {self.kind} {name!r}; {hint}")

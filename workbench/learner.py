@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object
-from .core import seed_everything, save_weights, atomic_write, seed_worker
+from .core import seed_everything, save_weights, atomic_write, seed_worker, Registry
 from .config import ExpConfig, TASK_SECTIONS, changed, to_dict, flatten, save_config, freeze
 
 # %% auto #0
@@ -132,13 +132,11 @@ class Task:
                              "pass --data-root (sets data.root)")
         return ensure_synthetic()/layout.synthetic
 
-_tasks = {}
+_tasks = Registry("task")
+
 def register_task(name:str):
     "Class decorator: register a `Task` subclass under `name` (the `ExpConfig.task` value)."
-    def _reg(cls):
-        _tasks[name] = cls
-        return cls
-    return _reg
+    return lambda cls: _tasks.register(name, cls)
 
 def unread_sections(task:type) -> tuple:
     "The task sections of the config that `task` (a `Task` class) does not read."
@@ -146,9 +144,7 @@ def unread_sections(task:type) -> tuple:
 
 def get_task(name:str) -> type:
     "The `Task` class registered as `name`."
-    if name not in _tasks:
-        raise KeyError(f"unknown task {name!r}; registered: {sorted(_tasks)}")
-    return _tasks[name]
+    return _tasks.lookup(name)
 
 def scalars(metrics:dict) -> dict:
     "Only the scalar entries of a metrics dict."

@@ -4,12 +4,13 @@
 
 # %% ../nbs/04b_losses.ipynb #61a25e4f
 from __future__ import annotations
-import dataclasses, difflib, fnmatch
+import dataclasses
 from functools import cache
 import torch
 import torch.nn.functional as F
 from torch import nn
 from accelerate.utils import extract_model_from_parallel
+from .core import Registry
 from .config import LossConfig
 
 # %% auto #0
@@ -18,26 +19,19 @@ __all__ = ['LOSS_WEIGHTS', 'MULTIMASK', 'register_loss', 'list_losses', 'get_los
            'mask_iou_target', 'check_sam_options', 'sam_loss', 'SamLoss']
 
 # %% ../nbs/04b_losses.ipynb #ee6c84b8
-_losses = {}
+_losses = Registry("loss", ValueError)
 
 def register_loss(name:str):
     "Class decorator: register a loss class under `name` (re-registering a name replaces it)."
-    def _reg(cls):
-        _losses[name] = cls
-        return cls
-    return _reg
+    return lambda cls: _losses.register(name, cls)
 
 def list_losses(pattern:str="*") -> list:
     "Sorted registered loss names matching glob `pattern`."
-    return sorted(n for n in _losses if fnmatch.fnmatch(n, pattern))
+    return _losses.names(pattern)
 
 def get_loss_class(name:str) -> type:
     "The class registered as `name`; an unknown name fails with the closest registered ones."
-    if name not in _losses:
-        close = difflib.get_close_matches(name, list(_losses), n=3)
-        hint = f"did you mean {close}?" if close else f"registered: {list_losses()}"
-        raise ValueError(f"unknown loss {name!r}; {hint}")
-    return _losses[name]
+    return _losses.lookup(name)
 
 # %% ../nbs/04b_losses.ipynb #3a311d48
 def check_choice(field:str, # e.g. "loss.assigner"

@@ -12,7 +12,7 @@ from torchvision import tv_tensors
 
 # %% auto #0
 __all__ = ['CITYSCAPES_PALETTE', 'log', 'PROBLEM_KINDS', 'read_image', 'voc_palette', 'det_target', 'DetectionDataset',
-           'DatasetError', 'DatasetReport']
+           'DatasetError', 'DatasetReport', 'item_rng']
 
 # %% ../../nbs/00b_data.core.ipynb #51c7aadb
 def read_image(path) -> tv_tensors.Image: # uint8 [3, H, W], RGB
@@ -149,3 +149,14 @@ class DatasetReport:
         first = [f"{f}: {r}" for k in self.problems for f, r in self.entries[k][:1]]
         log.warning(self.summary() + (f" (e.g. {first[0]})" if first else ""))
         return self
+
+# %% ../../nbs/00b_data.core.ipynb #cee95185
+def item_rng(i:int, # the item's index
+             train:bool, # False: the same draws for `i` every time
+             seed:int|None=None, # None at training: drawn from torch's global RNG
+             epoch:int=0,
+            ) -> np.random.Generator:
+    "The numpy generator an item draws its random choices from."
+    if not train: return np.random.default_rng([seed or 0, i])
+    if seed is None: return np.random.default_rng(int(torch.randint(2**62, ())))
+    return np.random.default_rng([seed, epoch, i])

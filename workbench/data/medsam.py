@@ -10,6 +10,8 @@ import numpy as np, torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
+from .core import item_rng
+
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'MASK_RGBA', 'preprocess_config', 'resize_params', 'sam_preprocess', 'resize_mask', 'sam_postprocess',
@@ -264,11 +266,7 @@ class MedSAMDataset(torch.utils.data.Dataset):
                            files.paths(name)[1], S)
 
     def _rng(self, i:int) -> np.random.Generator:
-        if not self.train:
-            return np.random.default_rng([self.seed or 0, i])
-        if self.seed is None:
-            return np.random.default_rng(int(torch.randint(2**62, ())))
-        return np.random.default_rng([self.seed, self.epoch, i])
+        return item_rng(i, self.train, self.seed, self.epoch)
 
     def __getitem__(self, i:int) -> dict:
         name, label = self.items[i]

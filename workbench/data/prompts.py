@@ -10,7 +10,7 @@ import numpy as np, torch
 import matplotlib.pyplot as plt
 from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
-from .core import read_image
+from .core import read_image, item_rng
 from .medsam import (preprocess_config, sam_preprocess, resize_mask, mask_box,
                                    jitter_box, content_box, _flip,
                                    show_mask, show_box)
@@ -117,11 +117,7 @@ class PromptDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch:int):
         self.epoch = epoch
     def _rng(self, i:int) -> np.random.Generator:
-        if not self.train:
-            return np.random.default_rng([self.seed or 0, i])
-        if self.seed is None:
-            return np.random.default_rng(int(torch.randint(2**62, ())))
-        return np.random.default_rng([self.seed, self.epoch, i])
+        return item_rng(i, self.train, self.seed, self.epoch)
     def _choose(self, n:int, rng) -> np.ndarray: # indices of the Q prompted objects among n
         if self.Q is None:
             return np.arange(n)

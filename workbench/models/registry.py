@@ -4,15 +4,17 @@
 
 # %% ../../nbs/03_models.registry.ipynb #2072df48
 from __future__ import annotations
-import difflib, fnmatch, inspect
+import fnmatch, inspect
 import torch
 from torch import nn
+from ..core import Registry
+
 
 # %% auto #0
 __all__ = ['register_model', 'list_models', 'model_meta', 'create_model', 'load_pretrained']
 
 # %% ../../nbs/03_models.registry.ipynb #a53f62fa
-_models, _meta = {}, {}
+_models, _meta = Registry("model", lister="list_models()"), {}
 
 def register_model(fn=None, **meta):
     "Decorator (with or without keyword metadata): register a model builder under its name."
@@ -24,27 +26,19 @@ def register_model(fn=None, **meta):
 # %% ../../nbs/03_models.registry.ipynb #c2ba140f
 def list_models(pattern:str="*", task:str|None=None) -> list:
     "Sorted registered model names matching glob `pattern` (and `task`, when given)."
-    return sorted(n for n in _models if fnmatch.fnmatch(n, pattern)
-                  and (task is None or _meta[n].get("task") == task))
+    return [n for n in _models.names(pattern) if task is None or _meta[n].get("task") == task]
 
 def model_meta(name:str) -> dict:
     "Metadata given at registration (task, source, mean/std, ...)."
-    return dict(_meta[_check_name(name)])
-
-def _check_name(name):
-    if name not in _models:
-        close = difflib.get_close_matches(name, list(_models), n=3)
-        raise KeyError(f"unknown model {name!r}; "
-                       + (f"did you mean {close}?" if close
-                          else f"see list_models() ({len(_models)} registered)"))
-    return name
+    _models.lookup(name)
+    return dict(_meta[name])
 
 # %% ../../nbs/03_models.registry.ipynb #66f1bf83
 def create_model(name:str, # a name from `list_models()`
                  **kwargs, # passed to the builder (num_classes, aux, ...)
                 ) -> nn.Module:
     "Build a registered model; unknown keyword arguments fail naming the builder's accepted ones."
-    fn = _models[_check_name(name)]
+    fn = _models.lookup(name)
     params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         bad = set(kwargs) - set(params)
