@@ -67,6 +67,11 @@ def test_task_sections_apply_to_their_task_only(tmp_path):
         SegmentationTask(bad)
     with pytest.raises(ValueError, match="prompts.prompt='points' is set"):
         SegmentationTask(apply_overrides(get_experiment("seg_shapes"), ["prompts.prompt=points"]))
+    from workbench.tasks.detection import DetectionTask
+    with pytest.raises(ValueError, match="data.crop_size=96 is set, but task 'detection' does not read it"):
+        DetectionTask(apply_overrides(get_experiment("yolox_nano_shapes"), ["data.crop_size=96"]))
+    with pytest.raises(ValueError, match="data.img_size=320 is set, but task 'segmentation'"):
+        SegmentationTask(apply_overrides(get_experiment("seg_shapes"), ["data.img_size=320"]))
     Learner(seg, tmp_path/"run").fit()
     saved = (tmp_path/"run"/"config.yaml").read_text()
     assert "detection:" not in saved and "prompts:" not in saved and "data:" in saved  # only what it reads

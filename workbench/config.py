@@ -12,9 +12,9 @@ from .core import Registry
 
 
 # %% auto #0
-__all__ = ['TASK_SECTIONS', 'DataConfig', 'DetectionConfig', 'PromptConfig', 'ModelConfig', 'LossConfig', 'OptimConfig',
-           'SchedConfig', 'TrainConfig', 'ExpConfig', 'changed', 'set_key', 'apply_overrides', 'to_dict', 'flatten',
-           'from_dict', 'freeze', 'save_config', 'load_config', 'config_diff', 'register_experiment',
+__all__ = ['TASK_SECTIONS', 'SEG_DATA_FIELDS', 'DataConfig', 'DetectionConfig', 'PromptConfig', 'ModelConfig', 'LossConfig',
+           'OptimConfig', 'SchedConfig', 'TrainConfig', 'ExpConfig', 'changed', 'set_key', 'apply_overrides', 'to_dict',
+           'flatten', 'from_dict', 'freeze', 'save_config', 'load_config', 'config_diff', 'register_experiment',
            'list_experiments', 'get_experiment']
 
 # %% ../nbs/00a_config.ipynb #fb204f30
@@ -183,6 +183,8 @@ class TrainConfig(_Section):
 
 # %% ../nbs/00a_config.ipynb #a35be914
 TASK_SECTIONS = ("detection", "prompts")  # sections only some tasks read (see `Task.sections`)
+SEG_DATA_FIELDS = ("base_size", "eval_size", "crop_size", "crop_width", "cat_max_ratio", "photometric",
+                   "scale", "hflip", "mean", "std", "ignore_index", "size_divisor")  # segmentation's
 
 @dataclass
 class ExpConfig(_Section):

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object
 from .core import seed_everything, save_weights, atomic_write, seed_worker, Registry
-from .config import ExpConfig, TASK_SECTIONS, changed, to_dict, flatten, save_config, freeze
+from .config import ExpConfig, TASK_SECTIONS, SEG_DATA_FIELDS, changed, to_dict, flatten, save_config, freeze
 
 # %% auto #0
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
@@ -67,8 +67,12 @@ class Task:
     default_loss = ""  # the loss when neither `loss.name` nor the model's registration names one
     data_task = ""  # whose dataset layouts (`workbench.data.layouts`) it reads
     sections = ()  # the task sections of the config (`TASK_SECTIONS`) it reads
+    unread_data = ()  # `data.*` fields it does not read (a value set there is an error)
     def __init__(self, cfg:ExpConfig):
         self.cfg = cfg  # frozen (see `Learner`)
+        for k, v in changed(cfg.data).items():
+            if k in self.unread_data:
+                raise ValueError(f"data.{k}={v!r} is set, but task {cfg.task!r} does not read it")
         for s in unread_sections(type(self)):
             for k, v in changed(getattr(cfg, s)).items():
                 raise ValueError(f"{s}.{k}={v!r} is set, but task {cfg.task!r} does not read the "

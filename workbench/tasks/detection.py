@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 import torch
 from accelerate.utils import extract_model_from_parallel
+from ..config import SEG_DATA_FIELDS
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..core import load_weights, atomic_write
 from ..detection.transforms import (MosaicDataset, DetEvalDataset, DetEvalTransform,
@@ -57,6 +58,7 @@ class DetMetric:
 class DetectionTask(Task):
     "Detection on COCO JSON (`data.name=coco`), YOLO txt (`data.name=yolo`) or synthetic shapes."
     data_task, sections = "detection", ("detection",)
+    unread_data = SEG_DATA_FIELDS
 
     def __init__(self, cfg):
         super().__init__(cfg)

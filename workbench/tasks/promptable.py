@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
-from ..config import changed
+from ..config import changed, SEG_DATA_FIELDS
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..core import atomic_write, load_weights
 from ..data.medsam import (MedSAMDataset, preprocess_config, resize_params, sam_preprocess,
@@ -165,6 +165,7 @@ class PromptItems(torch.utils.data.Dataset):
 class PromptableSegTask(Task):
     "EfficientSAM fine-tuning on COCO instance masks, MedSAM npy layout or the synthetic shapes."
     default_loss, data_task, sections = "sam", "promptable_segmentation", ("prompts",)
+    unread_data = (*SEG_DATA_FIELDS, "classes")
 
     def __init__(self, cfg):
         super().__init__(cfg)

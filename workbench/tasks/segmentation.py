@@ -22,6 +22,7 @@ __all__ = ['SegmentationTask', 'labels_like_masks']
 class SegmentationTask(Task):
     "Semantic segmentation of VOC, Cityscapes or folder datasets (default: the synthetic shapes)."
     default_loss, data_task = "seg_ce", "segmentation"
+    unread_data = ("img_size",)
 
     def build(self) -> Parts:
         d = self.cfg.data
