@@ -198,11 +198,16 @@ class ExpConfig(_Section):
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
 
+def _same(a, b) -> bool:
+    "Equal, with lists and tuples alike (a YAML list for a tuple default)."
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)): return tuple(a) == tuple(b)
+    return a == b
+
 def changed(section) -> dict:
     "`{field: value}` of a section's fields that differ from the dataclass defaults."
     default = type(section)()
     return {f.name: getattr(section, f.name) for f in fields(section)
-            if getattr(section, f.name) != getattr(default, f.name)}
+            if not _same(getattr(section, f.name), getattr(default, f.name))}
 
 # %% ../nbs/00a_config.ipynb #bc8e0fe2
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple, "dict": dict}

@@ -609,8 +609,8 @@ class Learner:
         row = {"epoch": st.epoch, "step": st.step, "lr": self.lr, **self._epoch_losses()}
         st.batch, st.loss_sums = 0, {}
         ev = self.evaluate() if self._due() else None
+        value = self._watched(ev) if ev is not None else None
         if ev is not None:
-            value = self._watched(ev)
             if self.plateau and value is not None:
                 self.sched.step(value)
             # loss terms as val/loss_<term>: a metric may share a term's name (SAM's dice)
@@ -618,8 +618,8 @@ class Learner:
                         for k, v in ev.losses.items()})
             row.update({f"val/{k}": v for k, v in scalars(ev).items()})
         self.save_model_weights("last")
-        if ev is not None and self._is_better(self._watched(ev)):
-            st.best, st.best_epoch = self._watched(ev), st.epoch
+        if self._is_better(value):
+            st.best, st.best_epoch = value, st.epoch
             self.save_model_weights("best")
         self._log_row(row)
         self.save_checkpoint()

@@ -4,14 +4,13 @@
 
 # %% ../nbs/04b_losses.ipynb #61a25e4f
 from __future__ import annotations
-import dataclasses
 from functools import cache
 import torch
 import torch.nn.functional as F
 from torch import nn
 from accelerate.utils import extract_model_from_parallel
 from .core import Registry
-from .config import LossConfig
+from .config import LossConfig, changed
 
 # %% auto #0
 __all__ = ['LOSS_WEIGHTS', 'MULTIMASK', 'register_loss', 'list_losses', 'get_loss_class', 'check_choice', 'set_fields',
@@ -47,23 +46,9 @@ def check_choice(field:str, # e.g. "loss.assigner"
 from .models.registry import model_meta, list_models
 
 # %% ../nbs/04b_losses.ipynb #8ff50164
-def _default(f:dataclasses.Field):
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
-
-def _same(a, b) -> bool:
-    "Equal, with lists and tuples alike (a YAML list for a tuple default)."
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return tuple(a) == tuple(b)
-    return a == b
-
 def set_fields(lcfg) -> dict:
     "The `loss.*` fields (other than `name`) of `lcfg` that differ from the `LossConfig` default."
-    out = {}
-    for f in dataclasses.fields(LossConfig):
-        v = getattr(lcfg, f.name, _default(f))
-        if f.name != "name" and not _same(v, _default(f)):
-            out[f.name] = v
-    return out
+    return {k: v for k, v in changed(lcfg).items() if k != "name"}
 
 def loss_model_meta(model_name:str) -> dict:
     "`model_meta(model_name)`, or `{}` for a name that is not registered (a custom model)."
