@@ -91,12 +91,12 @@ class DetectionDataset(torch.utils.data.Dataset):
 # %% ../../nbs/00b_data.core.ipynb #0e088fd0
 PROBLEM_KINDS = ("corrupt", "duplicate", "missing_image", "unreadable_image", "size_mismatch",
                  "unknown_image", "unknown_class", "out_of_range", "zero_area", "bad_row",
-                 "unreadable_label")
+                 "unreadable_label", "out_of_image", "non_finite", "no_labels", "missing_label")
 
 class DatasetError(ValueError):
     "A dataset check found problems; `.report` is the `DatasetReport`."
-    def __init__(self, report):
-        super().__init__(str(report))
+    def __init__(self, report, hint:str=""):
+        super().__init__(str(report) + (f"\n{hint}" if hint else ""))
         self.report = report
 
 # %% ../../nbs/00b_data.core.ipynb #7e6ce691
@@ -140,6 +140,10 @@ class DatasetReport:
         return "\n".join(lines)
     def __repr__(self):
         return str(self)
+    def to_dict(self) -> dict:
+        "Everything, every file: `{source, counts, problems, entries: {kind: [[file, reason]]}}`."
+        return dict(source=self.source, counts=dict(self.counts), problems=self.problems,
+                    entries={k: [list(e) for e in v] for k, v in self.entries.items() if v})
     def check(self, strict:bool=False):
         "Problems: raise `DatasetError` if `strict`, else log one warning line; returns self."
         if self.ok:
