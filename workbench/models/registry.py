@@ -11,7 +11,7 @@ from ..core import Registry
 
 
 # %% auto #0
-__all__ = ['register_model', 'list_models', 'model_meta', 'create_model', 'load_pretrained']
+__all__ = ['MIN_LOADED', 'register_model', 'list_models', 'model_meta', 'create_model', 'load_pretrained', 'check_loaded']
 
 # %% ../../nbs/03_models.registry.ipynb #a53f62fa
 _models, _meta = Registry("model", lister="list_models()"), {}
@@ -70,3 +70,27 @@ def load_pretrained(model:nn.Module, state_dict:dict,
                          + ", ".join(f"{k}: {v[:5]}{'...' if len(v) > 5 else ''}"
                                      for k, v in report.items() if v))
     return report
+
+# %% ../../nbs/03_models.registry.ipynb #f209d70d
+MIN_LOADED = 0.5  # the fraction of a model's tensors a weights file must fill (else: an error)
+
+def check_loaded(model:nn.Module,
+                 report:dict, # what `load_pretrained` returned
+                 source, # the weights file, for messages
+                 partial:bool=False, # accept any fraction (`model.weights_partial`)
+                 prefix:str="", # the part of the model that was loaded (e.g. "backbone.")
+                 min_fraction:float=MIN_LOADED,
+                ) -> str: # "loaded <source>: <k>/<n> tensors (...)"
+    "The line a load prints; a `ValueError` naming `source` when too little of the model loaded."
+    skip = set(report.get("dropped", ()))  # dropped on purpose (e.g. another class count)
+    target = [k for k in model.state_dict() if k.startswith(prefix) and k not in skip]
+    loaded = len(target) - len(set(report["missing"]) & set(target))
+    rest = ", ".join(f"{len(v)} {k}" for k, v in report.items() if v)
+    line = f"loaded {source}: {loaded}/{len(target)} tensors" + (f" ({rest})" if rest else "")
+    if partial or loaded >= min_fraction*len(target):
+        return line
+    example = ", ".join(f"{k} {v[:2]}" for k, v in report.items() if v)
+    raise ValueError(f"{source}: only {loaded} of {len(target)} tensors of "
+                     f"{type(model).__name__}{' ' + prefix if prefix else ''} match "
+                     f"(less than {min_fraction:.0%}): weights of another model? ({example}); set "
+                     "model.weights_partial=true to load them anyway")
