@@ -7,7 +7,7 @@ __all__ = []
 
 # %% ../../nbs/03z_models.ipynb #6d96efca
 from .registry import register_model, create_model, list_models, model_meta
-from .registry import load_pretrained
+from .registry import load_pretrained, check_loaded
 import workbench.models.segmentation
 import workbench.models.encoder_decoder
 import workbench.models.yolox
