@@ -59,6 +59,7 @@ class DataConfig(_Section):
     num_workers: int = 0         # 0 = load in the main process (debugging)
     timeout: float = 0           # DataLoader timeout in seconds (0 = none; only with workers)
     skip_bad: bool = False       # check every sample up front and skip bad ones (counted, logged)
+    strict: bool = False         # every item of the data report is an error (run/data_report.txt)
     img_size: int = 640          # detection, promptable: the square network input size
 
 # %% ../nbs/00a_config.ipynb #63630b75
@@ -109,6 +110,7 @@ class ModelConfig(_Section):
     kwargs: dict = field(default_factory=dict)  # to the builder (num_classes filled from data)
     weights: str = ""            # pretrained: a local file or "hub:<model>" (the torch hub cache)
     backbone_only: bool = False  # load only `backbone.*` from `weights`
+    weights_partial: bool = False  # accept `weights` that fill under half of the model's tensors
     test_mode: str = "whole"     # inference: whole | slide
     test_crop: int = 0           # slide window (square)
     test_stride: int = 0         # slide stride
