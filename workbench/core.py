@@ -10,8 +10,8 @@ import numpy as np, torch
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
-__all__ = ['seed_everything', 'seed_worker', 'atomic_write', 'save_weights', 'load_weights', 'next_run_name', 'latest_run',
-           'make_run_dir', 'Registry']
+__all__ = ['seed_everything', 'seed_worker', 'WriteError', 'atomic_write', 'write_error', 'save_weights', 'load_weights',
+           'next_run_name', 'latest_run', 'make_run_dir', 'Registry']
 
 # %% ../nbs/00_core.ipynb #774ae2cf
 def seed_everything(seed:int=0, # seed for `random`, numpy and torch (all devices)
@@ -41,21 +41,36 @@ def seed_worker(worker_id:int):
         pass
 
 # %% ../nbs/00_core.ipynb #241d2528
+class WriteError(OSError):
+    "A run file could not be written (read-only or full disk, no permission); names the file."
+
 def atomic_write(path, # destination file
                  write_fn, # called with a temporary path to write to
                 ):
     "Write `path` through `write_fn(tmp_path)` and an atomic rename; returns `Path(path)`."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         write_fn(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+def write_error(path, e:OSError, what:str="") -> WriteError:
+    "One line for a failed write of `path`: what, where, why (the OS's reason)."
+    err = WriteError(f"cannot write {what + ' ' if what else ''}{path}: "
+                     f"{e.strerror or e} (is the output folder writable, the disk full?)")
+    err.errno = e.errno
+    return err
 
 # %% ../nbs/00_core.ipynb #86253946
 def save_weights(state_dict:dict, # name -> tensor
@@ -67,6 +82,18 @@ def save_weights(state_dict:dict, # name -> tensor
     return atomic_write(path, lambda p: save_file(sd, p, metadata=metadata))
 
 # %% ../nbs/00_core.ipynb #658a1590
+def _read_checkpoint(path:Path):
+    "safetensors or a weights-only torch file, whatever the suffix says; None if neither reads."
+    readers = [load_file, lambda p: torch.load(p, map_location="cpu", weights_only=True)]
+    errors = []
+    for read in readers if path.suffix == ".safetensors" else readers[::-1]:
+        try:
+            return read(path)
+        except Exception as e:
+            errors.append(str(e).strip().splitlines()[0][:160] if str(e).strip() else repr(e))
+    raise ValueError(f"cannot read weights from {path.resolve()}: not a safetensors or torch file, "
+                     f"or truncated/corrupt ({errors[0]})")
+
 def load_weights(path, # `.safetensors`, `.pt`, `.pth` or `.bin` file
                  key:str|None=None, # checkpoint entry of the state_dict (auto: model/state_dict)
                 ): # name -> tensor
@@ -74,18 +101,21 @@ def load_weights(path, # `.safetensors`, `.pt`, `.pth` or `.bin` file
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path.resolve()}")
-    if path.suffix == ".safetensors":
-        return load_file(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"cannot read weights from {path.resolve()}: {e}") from None
+    ckpt = _read_checkpoint(path)
     if key is not None:
-        return ckpt[key]
+        if not isinstance(ckpt, dict) or key not in ckpt:
+            raise ValueError(f"{path}: no entry {key!r} (entries: {_entries(ckpt)})")
+        ckpt = ckpt[key]
     for k in ("model", "state_dict", "model_state_dict"):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict):
-            return ckpt[k]
-    return ckpt
+        if key is None and isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict):
+            ckpt = ckpt[k]
+    sd = {k: v for k, v in ckpt.items() if torch.is_tensor(v)} if isinstance(ckpt, dict) else {}
+    if not sd:
+        raise ValueError(f"{path} holds no state_dict (name -> tensor): {_entries(ckpt)}")
+    return sd
+
+def _entries(o) -> str:
+    return f"keys {list(o)[:6]}" if isinstance(o, dict) else f"a {type(o).__name__}"
 
 # %% ../nbs/00_core.ipynb #feeb4213
 def next_run_name(exp_dir) -> str:
