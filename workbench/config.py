@@ -4,18 +4,19 @@
 
 # %% ../nbs/00a_config.ipynb #af7bd4f4
 from __future__ import annotations
-import copy, dataclasses, difflib
+import copy, dataclasses, difflib, math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
-from .core import Registry
+from .core import Registry, atomic_write
 
 
 # %% auto #0
-__all__ = ['TASK_SECTIONS', 'SEG_DATA_FIELDS', 'DataConfig', 'DetectionConfig', 'PromptConfig', 'ModelConfig', 'LossConfig',
-           'OptimConfig', 'SchedConfig', 'TrainConfig', 'ExpConfig', 'changed', 'set_key', 'apply_overrides', 'to_dict',
-           'flatten', 'from_dict', 'freeze', 'save_config', 'load_config', 'config_diff', 'register_experiment',
-           'list_experiments', 'get_experiment']
+__all__ = ['TASK_SECTIONS', 'SEG_DATA_FIELDS', 'PROB', 'CONFIG_RULES', 'CROSS_RULES', 'DataConfig', 'DetectionConfig',
+           'PromptConfig', 'ModelConfig', 'LossConfig', 'OptimConfig', 'SchedConfig', 'TrainConfig', 'ExpConfig',
+           'changed', 'set_key', 'apply_overrides', 'to_dict', 'flatten', 'from_dict', 'freeze', 'save_config',
+           'read_yaml', 'load_config', 'config_diff', 'at_least', 'above', 'within', 'one_of', 'low_high', 'each',
+           'multiple_of', 'check_config', 'register_experiment', 'list_experiments', 'get_experiment']
 
 # %% ../nbs/00a_config.ipynb #fb204f30
 class _Section:
@@ -306,23 +307,113 @@ def freeze(cfg):
 # %% ../nbs/00a_config.ipynb #f9cc55d5
 def save_config(cfg, path, drop:tuple=()):
     "Write `cfg` as YAML (without the sections in `drop`, e.g. task sections a run does not read)."
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg, drop), sort_keys=False))
-    return Path(path)
+    text = yaml.safe_dump(to_dict(cfg, drop), sort_keys=False)
+    return atomic_write(path, lambda p: Path(p).write_text(text))
+
+def read_yaml(path) -> dict:
+    "A YAML mapping from `path`; a malformed file fails naming the file, line and column."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"config file not found: {path.resolve()}")
+    try: d = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError: raise ValueError(f"{path}: not a text (YAML) file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        why = getattr(e, "problem", "") or e
+        raise ValueError(f"{path}: malformed YAML at {where}{why}") from None
+    if d is None: return {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a mapping (section: fields) at the top level, got "
+                         f"a {type(d).__name__}")
+    return d
 
 def load_config(path, base=None):
     "Read a YAML config written by `save_config` (or a partial one) on top of `base`."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"config file not found: {path.resolve()}")
-    d = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(d, dict): raise ValueError(f"{path}: expected a mapping at the top level")
-    return from_dict(d, base, source=str(path))
+    return from_dict(read_yaml(path), base, source=str(path))
 
 # %% ../nbs/00a_config.ipynb #f08b27b6
 def config_diff(a, b) -> dict:
     "`{key: (value_in_a, value_in_b)}` for every dotted key where two configs differ."
     fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+# %% ../nbs/00a_config.ipynb #2f6968f9
+def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def at_least(n): return (lambda v: _num(v) and v >= n), f"a number >= {n}"
+def above(n): return (lambda v: _num(v) and v > n), f"a number > {n}"
+def within(lo, hi): return (lambda v: _num(v) and lo <= v <= hi), f"in [{lo}, {hi}]"
+def one_of(*vals): return (lambda v: v in vals), f"one of {list(vals)}"
+def low_high(n:int=2, lo:float=0.0): # n numbers >= lo, the first no larger than the last
+    ok = lambda v: len(v) == n and all(_num(x) and x >= lo for x in v) and v[0] <= v[-1]
+    return ok, f"{n} numbers >= {lo}, low to high"
+def each(n:int, rule):
+    ok, what = rule
+    return (lambda v: len(v) == n and all(ok(x) for x in v)), f"{n} values, each {what}"
+def multiple_of(k:int, empty_ok:bool=False):
+    ok = lambda v: all(_num(x) and x >= k and x % k == 0 for x in (v if isinstance(v, tuple) else [v]))
+    return (lambda v: (empty_ok and v == ()) or ok(v)), f"a multiple of {k}, at least {k}"
+
+# %% ../nbs/00a_config.ipynb #baa5ef78
+PROB = within(0, 1)
+CONFIG_RULES = {
+    "data.batch_size": at_least(1), "data.eval_batch_size": at_least(1),
+    "data.num_workers": at_least(0), "data.timeout": at_least(0), "data.base_size": at_least(1),
+    "data.eval_size": at_least(0), "data.crop_size": at_least(1), "data.crop_width": at_least(0),
+    "data.cat_max_ratio": (lambda v: _num(v) and 0 < v <= 1, "in (0, 1]"),
+    "data.scale": low_high(2, 1e-6), "data.hflip": PROB, "data.mean": each(3, within(0, 1)),
+    "data.std": each(3, above(0)), "data.size_divisor": at_least(1),
+    "data.img_size": multiple_of(32),
+    "detection.no_aug_epochs": at_least(0), "detection.mosaic_prob": PROB,
+    "detection.mixup_prob": PROB, "detection.hsv_prob": PROB, "detection.flip_prob": PROB,
+    "detection.degrees": at_least(0), "detection.translate": PROB, "detection.shear": at_least(0),
+    "detection.mosaic_scale": low_high(2, 1e-6), "detection.mixup_scale": low_high(2, 1e-6),
+    "detection.hsv_gains": each(3, at_least(0)), "detection.max_labels": at_least(1),
+    "detection.min_box_side": at_least(0), "detection.multiscale": multiple_of(32, empty_ok=True),
+    "detection.multiscale_every": at_least(1),
+    "prompts.prompt": one_of("box", "points", "box+points"),
+    "prompts.cache_embeddings": one_of("auto", True, False), "prompts.prompts_per_image": at_least(0),
+    "prompts.n_pos": at_least(0), "prompts.n_neg": at_least(0), "prompts.bbox_shift": at_least(0),
+    "model.test_mode": one_of("whole", "slide"), "model.test_crop": at_least(0),
+    "model.test_stride": at_least(0), "model.ema_decay": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
+    "loss.dice_weight": at_least(0), "loss.ohem_thresh": within(0, 1), "loss.ohem_min_kept": at_least(0),
+    "loss.multimask": one_of("all", "best"),
+    "optim.name": one_of("sgd", "adamw"), "optim.lr": above(0), "optim.momentum": within(0, 1),
+    "optim.weight_decay": at_least(0),
+    "sched.name": one_of("poly", "cosine", "constant", "plateau"), "sched.warmup_epochs": at_least(0),
+    "sched.warmup_factor": PROB, "sched.power": at_least(0),
+    "sched.min_lr_ratio": PROB, "sched.warmup_power": above(0), "sched.flat_epochs": at_least(0),
+    "sched.plateau_factor": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
+    "sched.plateau_patience": at_least(0),
+    "train.epochs": at_least(0), "train.iters": at_least(0), "train.grad_accum": at_least(1),
+    "train.clip_grad": at_least(0), "train.mixed_precision": one_of("", "no", "fp16", "bf16"),
+    "train.eval_every": at_least(1), "train.save_every_steps": at_least(0),
+    "train.best_mode": one_of("max", "min"), "train.cpu_threads": at_least(-1),
+}
+CROSS_RULES = [  # (is it fine?, what to change)
+    (lambda c: c.train.epochs >= 1 or c.train.iters >= 1,
+     "train.epochs=0 trains nothing: set train.epochs >= 1 (or train.iters >= 1)"),
+    (lambda c: c.model.test_mode != "slide" or (c.model.test_crop > 0 and c.model.test_stride > 0),
+     "model.test_mode=slide needs model.test_crop > 0 and model.test_stride > 0"),
+    (lambda c: c.model.test_stride <= c.model.test_crop,
+     "model.test_stride is larger than model.test_crop: windows would leave pixels out"),
+]
+
+# %% ../nbs/00a_config.ipynb #50f11665
+def _get(cfg, key:str):
+    for part in key.split("."): cfg = getattr(cfg, part)
+    return cfg
+
+def check_config(cfg) -> ExpConfig:
+    "`cfg`, or a `ValueError` naming every field that breaks `CONFIG_RULES` or `CROSS_RULES`."
+    bad = []
+    for key, (ok, what) in CONFIG_RULES.items():
+        v = _get(cfg, key)
+        try: fine = bool(ok(v))
+        except TypeError: fine = False
+        if not fine: bad.append(f"{key}={v!r} must be {what}")
+    bad += [msg for ok, msg in CROSS_RULES if not bad and not ok(cfg)]
+    if bad: raise ValueError("impossible settings: " + "; ".join(bad))
+    return cfg
 
 # %% ../nbs/00a_config.ipynb #b63b915d
 _experiments = Registry("experiment")
