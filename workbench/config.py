@@ -264,7 +264,9 @@ def apply_overrides(cfg, overrides): # `["a.b=v", ...]` or `{"a.b": v}`
             if "=" not in o:
                 raise ValueError(f"override {o!r} is not of the form section.key=value")
             k, v = o.split("=", 1)
-            items.append((k.strip(), yaml.safe_load(v) if v.strip() else ""))
+            try: items.append((k.strip(), yaml.safe_load(v) if v.strip() else ""))
+            except yaml.YAMLError: raise ValueError(f"override {o!r}: {v!r} is not a YAML value "
+                                                    "(quote strings with ':' or '#')") from None
     for k, v in items: set_key(cfg, k, v)
     return cfg
 
