@@ -11,18 +11,106 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 
 # %% auto #0
-__all__ = ['CITYSCAPES_PALETTE', 'log', 'PROBLEM_KINDS', 'read_image', 'voc_palette', 'det_target', 'DetectionDataset',
-           'DatasetError', 'DatasetReport', 'item_rng']
+__all__ = ['DEPTH_RULES', 'CITYSCAPES_PALETTE', 'log', 'PROBLEM_KINDS', 'BadFile', 'read_image', 'image_size', 'voc_palette',
+           'det_target', 'DetectionDataset', 'DatasetError', 'DatasetReport', 'item_rng']
 
 # %% ../../nbs/00b_data.core.ipynb #51c7aadb
-def read_image(path) -> tv_tensors.Image: # uint8 [3, H, W], RGB
-    "An image file as a uint8 RGB `tv_tensors.Image`; a `ValueError` naming the file if unreadable."
+from PIL import ImageOps, ExifTags
+
+class BadFile(ValueError):
+    "A `ValueError` naming one file and the rule it breaks; `kind`: its `DatasetReport` problem."
+    def __init__(self, kind:str, msg:str):
+        super().__init__(msg)
+        self.kind = kind
+
+_log = logging.getLogger(__name__)
+DEPTH_RULES = {"16-bit": "value / 257, rounded (full range: 0..65535 -> 0..255)",
+               "float": "value x 255, rounded (values in [0, 1] only)"}
+_noted = set()
+
+def _note_depth(rule:str, path):
+    "Log the first file a conversion rule of `DEPTH_RULES` is applied to (once per process)."
+    if rule not in _noted:
+        _noted.add(rule)
+        _log.warning(f"{path}: {rule} image read as uint8 by {DEPTH_RULES[rule]}; every {rule} "
+                     "image is read this way (logged once)")
+
+# %% ../../nbs/00b_data.core.ipynb #a74ce35d
+def _from16(a:np.ndarray, path) -> np.ndarray: # uint8, same shape
+    "16-bit (or 32-bit int) values to uint8: value / 257, rounded; outside 0..65535 refused."
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi > 65535:
+        raise BadFile("out_of_range", f"image {path} has values {lo}..{hi}: integer images are "
+                      "read as 16-bit (0..65535); rescale it or save it as 8-bit")
+    _note_depth("16-bit", path)
+    return np.rint(a / 257).astype(np.uint8)
+
+def _from_float(a:np.ndarray, path) -> np.ndarray: # uint8, same shape
+    "Float values in [0, 1] to uint8 by value x 255, rounded; NaN, Inf or another range refused."
+    if not np.isfinite(a).all():
+        raise BadFile("non_finite", f"image {path} has {int((~np.isfinite(a)).sum())} NaN or Inf "
+                      "value(s)")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        raise BadFile("out_of_range", f"image {path} is a float image with values {lo:g}..{hi:g}: "
+                      "only [0, 1] is read (x 255); rescale it or save it as 8-bit")
+    _note_depth("float", path)
+    return np.rint(a * 255).astype(np.uint8)
+
+_DEEP_MODES = {"I;16": _from16, "I;16B": _from16, "I;16L": _from16, "I;16N": _from16,
+               "I": _from16, "F": _from_float}  # PIL mode -> its rule
+
+# %% ../../nbs/00b_data.core.ipynb #875d4c1c
+def _rawmode(im:Image.Image) -> str:
+    "How the file stores its pixels (e.g. 'RGB;16B' for a 16-bit RGB PNG); '' once decoded."
+    args = im.tile[0].args if im.tile else ""
+    return (args[0] if isinstance(args, tuple) and args else args) or ""
+
+def _read16_colour(path) -> np.ndarray: # uint16 [H, W, 3] RGB as stored (no EXIF orientation)
+    "The 16-bit values of an RGB(A) file, which PIL cuts to their high byte (OpenCV keeps them)."
+    import cv2
+    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.dtype != np.uint16:
+        raise ValueError(f"OpenCV cannot read its 16-bit values (got {getattr(a, 'dtype', None)})")
+    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., 2::-1]
+
+def _orient_like(a:np.ndarray, # uint8 [H, W, 3] as stored
+                 src:Image.Image) -> np.ndarray: # uint8 [H', W', 3] as `src`'s EXIF says to show it
+    im = Image.fromarray(np.ascontiguousarray(a))
+    im.getexif()[ExifTags.Base.Orientation] = src.getexif().get(ExifTags.Base.Orientation, 1)
+    return np.asarray(ImageOps.exif_transpose(im))
+
+# %% ../../nbs/00b_data.core.ipynb #eb12685d
+def _decode(im:Image.Image, path) -> np.ndarray: # uint8 [H, W, 3] RGB, as a viewer shows it
+    if ";16" in _rawmode(im) and im.mode in ("RGB", "RGBA", "LA"):
+        return _orient_like(_from16(_read16_colour(path), path), im)
+    if im.mode in _DEEP_MODES:
+        a = _DEEP_MODES[im.mode](np.asarray(im), path)
+        return _orient_like(np.repeat(a[..., None], 3, 2), im)
+    return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+def read_image(path) -> tv_tensors.Image: # uint8 [3, H, W], RGB, EXIF orientation applied
+    "An image file as a viewer shows it, as uint8 RGB; a `BadFile` naming the file otherwise."
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+            arr = _decode(im, path)
+    except (BadFile, MemoryError):
+        raise
+    except Exception as e:  # PIL and OpenCV raise many types for broken files
+        raise BadFile("unreadable_image", f"cannot read image {path}: {e}") from None
+    if arr.size == 0:
+        raise BadFile("unreadable_image", f"image {path} is empty ({arr.shape[1]}x{arr.shape[0]})")
     return tv_tensors.Image(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+# %% ../../nbs/00b_data.core.ipynb #078537c3
+def image_size(path) -> tuple: # (H, W) of what `read_image` returns
+    "The size of an image as a viewer shows it (EXIF orientation applied), from its header."
+    try:
+        with Image.open(path) as im:
+            (w, h), turn = im.size, im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    except Exception as e:
+        raise BadFile("unreadable_image", f"cannot read image {path}: {e}") from None
+    return (w, h) if turn else (h, w)
 
 # %% ../../nbs/00b_data.core.ipynb #e9191819
 CITYSCAPES_PALETTE = np.array([[128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156],
