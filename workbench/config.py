@@ -379,7 +379,7 @@ CONFIG_RULES = {
     "model.test_stride": at_least(0), "model.ema_decay": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
     "loss.dice_weight": at_least(0), "loss.ohem_thresh": within(0, 1), "loss.ohem_min_kept": at_least(0),
     "loss.multimask": one_of("all", "best"),
-    "optim.name": one_of("sgd", "adamw"), "optim.lr": above(0), "optim.momentum": within(0, 1),
+    "optim.name": one_of("sgd", "adamw"), "optim.lr": at_least(0), "optim.momentum": within(0, 1),
     "optim.weight_decay": at_least(0),
     "sched.name": one_of("poly", "cosine", "constant", "plateau"), "sched.warmup_epochs": at_least(0),
     "sched.warmup_factor": PROB, "sched.power": at_least(0),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_learner.ipynb #591c5d28
 from __future__ import annotations
-import copy, csv, fnmatch, json, math, os, random, shutil
+import contextlib, copy, csv, fnmatch, json, logging, math, os, random, shutil
 import numpy as np
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -14,15 +14,19 @@ from torch import nn
 from tqdm.auto import tqdm
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object
-from .core import seed_everything, save_weights, atomic_write, seed_worker, Registry
-from .config import ExpConfig, TASK_SECTIONS, SEG_DATA_FIELDS, changed, to_dict, flatten, save_config, freeze
+from .core import (seed_everything, save_weights, atomic_write, seed_worker, Registry,
+                            write_error)
+from .config import (ExpConfig, TASK_SECTIONS, SEG_DATA_FIELDS, changed, to_dict, flatten,
+                              save_config, freeze, check_config)
+from .data.core import DatasetReport, DatasetError
 
 # %% auto #0
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
            'param_groups', 'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA',
            'TrainState', 'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset',
-           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'Learner', 'find_state', 'checkpoint_state',
-           'read_results', 'write_results']
+           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'dataset_report', 'data_reports',
+           'write_data_report', 'Learner', 'checkpoint_candidates', 'find_state', 'checkpoint_state', 'read_results',
+           'write_results']
 
 # %% ../nbs/07_learner.ipynb #d6fed582
 @dataclass
@@ -368,22 +372,76 @@ def check_batchnorm_batch(model:nn.Module, batch_size:int):
         raise ValueError(f"data.batch_size={batch_size} per device, but the model has BatchNorm "
                          "layers: use at least 2")
 
+# %% ../nbs/07_learner.ipynb #e0c9036e
+def dataset_report(ds) -> DatasetReport|None:
+    "The `.report` of `ds`, or of the dataset it wraps (`.dataset`, `.ds`), or None."
+    for _ in range(8):
+        if ds is None or isinstance(getattr(ds, "report", None), DatasetReport):
+            return None if ds is None else ds.report
+        inner = getattr(ds, "dataset", None)
+        ds = inner if inner is not None else getattr(ds, "ds", None)
+    return None
+
+def data_reports(parts:Parts, strict:bool=False) -> dict:
+    "`{split: DatasetReport}` of the train and val datasets; under `strict`, problems are errors."
+    reports = {s: r for s, ds in (("train", parts.train_ds), ("val", parts.val_ds))
+               if (r := dataset_report(ds)) is not None}
+    for split, r in reports.items():
+        if strict and not r.ok:
+            raise DatasetError(r, hint=f"({split} split; data.strict=true makes every problem of "
+                                       "the data report an error)")
+    return reports
+
+def write_data_report(reports:dict, run_dir) -> Path|None:
+    "`data_report.json` (everything) and `data_report.txt` (every file, readable) in `run_dir`."
+    if not reports: return None
+    run_dir = Path(run_dir)
+    text = "\n\n".join(f"[{s}] " + r.__str__(max_files=10**9) for s, r in reports.items()) + "\n"
+    js = json.dumps({s: r.to_dict() for s, r in reports.items()}, indent=1)
+    atomic_write(run_dir/"data_report.json", lambda p: Path(p).write_text(js))
+    return atomic_write(run_dir/"data_report.txt", lambda p: Path(p).write_text(text))
+
+# %% ../nbs/07_learner.ipynb #49084103
+def _val_as_train(cfg:ExpConfig) -> ExpConfig:
+    "For evaluation only: the val split stands in for the train split, which is never read."
+    cfg = copy.deepcopy(cfg)
+    cfg.data.train_split = cfg.data.val_split
+    return cfg
+
+@contextlib.contextmanager
+def _quiet(on:bool):
+    "Warnings (e.g. of dataset checks) off while `on`: the main process alone reports them."
+    if on: logging.disable(logging.WARNING)
+    try: yield
+    finally:
+        if on: logging.disable(logging.NOTSET)
+
+def _first_line(msg:str|None) -> str|None:
+    return None if msg is None else (msg.strip().splitlines() or [""])[0][:300]
+
+
 # %% ../nbs/07_learner.ipynb #deaff5c9
 class Learner:
     "Train and evaluate `cfg` (an `ExpConfig`) in `run_dir` through Accelerate."
-    def __init__(self, cfg:ExpConfig, run_dir, accelerator:Accelerator|None=None):
-        self.run_dir = Path(run_dir)
+    def __init__(self, cfg:ExpConfig, run_dir,
+                 accelerator:Accelerator|None=None,
+                 train:bool=True, # False: evaluation only (the train split is not read)
+                ):
+        check_config(cfg)
+        self.run_dir, self.training = Path(run_dir), train
         self.acc = acc = accelerator or make_accelerator(cfg, run_dir)
         set_cpu_threads(acc, cfg.train.cpu_threads)
         seed_everything(cfg.train.seed, cfg.train.deterministic)
-        self.task = get_task(cfg.task)(freeze(cfg))
-        with acc.main_process_first():
+        self.task = get_task(cfg.task)(freeze(cfg if train else _val_as_train(cfg)))
+        with acc.main_process_first(), _quiet(not acc.is_main_process):
             self.parts = parts = self.task.build()
-        check_batchnorm_batch(parts.model, cfg.data.batch_size)
+        self.reports = data_reports(parts, cfg.data.strict)
+        if self.is_main: write_data_report(self.reports, self.run_dir)
+        if train: check_batchnorm_batch(parts.model, cfg.data.batch_size)
         self.seeded_train = SeededDataset(parts.train_ds, cfg.train.seed)
         tc = cfg.train
         train_dl = make_loader(self.seeded_train, cfg.data, True, parts.collate_fn, tc.seed,
-                               tc.drop_last)
+                               tc.drop_last and train)
         val_dl = make_loader(parts.val_ds, cfg.data, False, parts.val_collate, tc.seed)
         opt = build_optimizer(parts.model, cfg.optim)
         self.model, self.opt, self.train_dl, self.val_dl = acc.prepare(parts.model, opt, train_dl,
@@ -530,25 +588,44 @@ class Learner:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self):
-        "Write `run_dir/state` atomically (all processes take part)."
+        """Write `run_dir/state` through `state.tmp` (all processes take part); the checkpoint it
+        replaces stays as `state.old`, and a failed write leaves both as they were."""
         d, tmp, old = self.run_dir/"state", self.run_dir/"state.tmp", self.run_dir/"state.old"
         if self.is_main and tmp.exists():
             shutil.rmtree(tmp)
         self.state.rank_sums = gather_object([self.state.loss_sums])
         self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        self.acc.wait_for_everyone()
+        err = _first_line(self._try(lambda: self.acc.save_state(str(tmp))))
+        if err is not None:
+            if self.is_main: shutil.rmtree(tmp, ignore_errors=True)
+            raise write_error(tmp, OSError(None, err), "the checkpoint") from None
         if self.is_main:
             if d.exists():
                 shutil.rmtree(old, ignore_errors=True)
                 d.rename(old)
             tmp.rename(d)
-            shutil.rmtree(old, ignore_errors=True)
         self.acc.wait_for_everyone()
 
+    def _try(self, fn) -> str|None:
+        "Run `fn` on every process; the first process's error message, or None when all succeeded."
+        try: fn(); err = None
+        except Exception as e: err = str(e) or type(e).__name__
+        errs = gather_object([err]) if self.acc.num_processes > 1 else [err]
+        return next((e for e in errs if e is not None), None)
+
     def load_checkpoint(self, path) -> TrainState:
-        "Restore everything `save_checkpoint` wrote; continues mid-epoch where it stopped."
-        self.acc.load_state(str(find_state(path)))
+        """Restore everything `save_checkpoint` wrote; continues mid-epoch where it stopped. An
+        unreadable `state/` falls back to `state.old`, and says so."""
+        cands = checkpoint_candidates(path)
+        for i, c in enumerate(cands):
+            err = _first_line(self._try(lambda: self.acc.load_state(str(c))))
+            if err is None: break
+            if i + 1 == len(cands):
+                raise ValueError(f"cannot resume from {c}: the checkpoint is unreadable ({err})"
+                                 + (" and so is the newer one" if i else ""))
+            if self.is_main:
+                print(f"warning: checkpoint {c} is unreadable ({err}); resuming from "
+                      f"{cands[i + 1]}, the one before it")
         st, i = self.state, self.acc.process_index
         st.loss_sums = dict(st.rank_sums[i if i < len(st.rank_sums) else 0]) if st.rank_sums else {}
         return st
@@ -680,14 +757,25 @@ class Learner:
             viz.save_figure(fig, self.run_dir/"plots"/f"{name}.png")
 
 # %% ../nbs/07_learner.ipynb #d0da1080
-def find_state(path) -> Path:
-    "The checkpoint folder for `path` (a run or a `state` folder), falling back to `state.old`."
+def checkpoint_candidates(path) -> list:
+    "The checkpoint folders to try for `path` (a run, `state` or another folder), newest first."
     p = Path(path)
-    for cand in (p, p/"state", p/"state.old"):
+    if p.name not in ("state", "state.old") and (p/"custom_checkpoint_0.pkl").is_file():
+        return [p]  # a folder save_state wrote, by another name
+    run = p.parent if p.name in ("state", "state.old") else p
+    names = ["state.old"] if p.name == "state.old" else ["state", "state.old"]
+    found = [run/n for n in names if (run/n).is_dir()]
+    if not found:
+        raise FileNotFoundError(f"no checkpoint (state/ or state.old/) in {run.resolve()}")
+    return found
+
+def find_state(path) -> Path:
+    "The newest complete checkpoint folder for `path` (`state`, else `state.old`)."
+    for cand in checkpoint_candidates(path):
         if (cand/"custom_checkpoint_0.pkl").is_file():
             return cand
     raise FileNotFoundError(
-        f"no checkpoint (custom_checkpoint_0.pkl) in {p.resolve()} or its state/ folder")
+        f"no complete checkpoint (custom_checkpoint_0.pkl) in {Path(path).resolve()}")
 
 def checkpoint_state(path) -> dict:
     "The loop's position a checkpoint holds (epoch, step, batch, best, ...): its `TrainState`."
