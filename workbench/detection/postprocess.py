@@ -15,9 +15,9 @@ from ..core import atomic_write
 from .transforms import unletterbox_boxes
 
 # %% auto #0
-__all__ = ['NMS_PRESETS', 'STAT_NAMES', 'postprocess', 'pack_detections', 'unpack_detections', 'pack_infos', 'unpack_infos',
-           'to_coco_results', 'as_coco', 'dedup_results', 'evaluate_coco', 'coco_stats', 'per_class_ap',
-           'per_class_table', 'coco_eval', 'pr_curve', 'plot_pr_curve']
+__all__ = ['NMS_PRESETS', 'STAT_NAMES', 'Detections', 'score_boxes', 'postprocess', 'pack_detections', 'unpack_detections',
+           'pack_infos', 'unpack_infos', 'to_coco_results', 'as_coco', 'dedup_results', 'evaluate_coco', 'coco_stats',
+           'per_class_ap', 'per_class_table', 'coco_eval', 'pr_curve', 'plot_pr_curve']
 
 # %% ../../nbs/06_detection.postprocess.ipynb #bb9aadad
 NMS_PRESETS = { # name -> postprocess keyword arguments
@@ -26,23 +26,37 @@ NMS_PRESETS = { # name -> postprocess keyword arguments
     "yolov3_eval": dict(conf_thre=0.01, nms_thre=0.6, max_det=100),
 }
 
+class Detections(list):
+    "B tensors [K_i, 6] (x1, y1, x2, y2, score, label); `.non_finite`: NaN/Inf rows per image."
+    def __init__(self, dets=(), non_finite=None):
+        super().__init__(dets)
+        self.non_finite = list(non_finite) if non_finite is not None else [0]*len(self)
+
+def score_boxes(preds, # float [B, N, 5 + C]: cx, cy, w, h (input px), objectness, C class probs
+               ): # (boxes_xyxy [B, N, 4], scores [B, N], labels [B, N], finite bool [B, N])
+    "xyxy boxes, score = obj · max class probability, the label, and which rows are all finite."
+    preds = preds.detach().float()
+    boxes_xyxy = box_convert(preds[..., :4], "cxcywh", "xyxy")
+    cls_conf, labels = preds[..., 5:].max(-1)
+    scores = preds[..., 4] * cls_conf
+    finite = preds.isfinite().all(-1) & boxes_xyxy.isfinite().all(-1) & scores.isfinite()
+    return boxes_xyxy, scores, labels, finite
+
+# %% ../../nbs/06_detection.postprocess.ipynb #4ba0b543
 def postprocess(preds, # float [B, N, 5 + C]: cx, cy, w, h (input px), objectness, C class probs
                 conf_thre:float=0.001, nms_thre:float=0.65, class_agnostic:bool=False,
                 max_det:int|None=None, # keep at most this many per image, highest scores first
                 infos:list|None=None, # B dicts (scale, pad, orig_size): boxes to original px
-               ) -> list: # B float32 tensors [K, 6]: x1, y1, x2, y2, score, label
-    """Score = obj · max class probability, threshold, class-aware NMS, optionally undo the
-    letterbox."""
+               ) -> Detections: # B float32 [K, 6]: x1, y1, x2, y2, score, label; `.non_finite`
+    """Drop non-finite rows, score = obj · max class probability, threshold, class-aware NMS,
+    optionally undo the letterbox."""
     if preds.ndim != 3 or preds.shape[-1] < 6:
         raise ValueError("expected decoded predictions [B, N, 5 + C], got shape "
                          f"{tuple(preds.shape)}")
-    preds = preds.detach().float()
-    boxes = box_convert(preds[..., :4], "cxcywh", "xyxy")
-    cls_conf, cls = preds[..., 5:].max(-1)
-    scores = preds[..., 4] * cls_conf
-    out = []
+    boxes, scores, cls, finite = score_boxes(preds)
+    out = Detections(non_finite=(~finite).sum(1).tolist())
     for i in range(len(preds)):
-        m = scores[i] >= conf_thre
+        m = finite[i] & (scores[i] >= conf_thre)
         b, s, c = boxes[i][m], scores[i][m], cls[i][m]
         keep = (nms(b, s, nms_thre) if class_agnostic else batched_nms(b, s, c, nms_thre))[:max_det]
         d = torch.cat([b[keep], s[keep, None], c[keep, None].float()], 1)
@@ -127,18 +141,30 @@ def dedup_results(results) -> list:
     return out
 
 # %% ../../nbs/06_detection.postprocess.ipynb #db91285a
-def _check_ids(gt:COCO, results):
-    imgs, cats = set(gt.getImgIds()), set(gt.getCatIds())
-    bad_img = sorted({r["image_id"] for r in results} - imgs)
+def _check_ids(gt:COCO, results, img_ids, name:str):
+    missing = sorted(set(img_ids) - set(gt.getImgIds()))
+    if missing:
+        raise ValueError(f"{name}: {len(missing)} evaluated image ids are not in the ground "
+                         f"truth, e.g. {missing[:5]}")
+    bad_img, cats = sorted({r["image_id"] for r in results} - set(img_ids)), set(gt.getCatIds())
     if bad_img:
-        raise ValueError(f"{len(bad_img)} result image ids are not in the ground truth, e.g. "
-                         f"{bad_img[:5]}")
+        raise ValueError(f"{name}: {len(bad_img)} result image ids are not in the ground truth "
+                         f"images scored, e.g. {bad_img[:5]}")
     bad_cat = sorted({r["category_id"] for r in results} - cats)
     if bad_cat:
-        raise ValueError(f"result category ids {bad_cat[:10]} are not ground-truth categories "
-                         f"{sorted(cats)}: map contiguous labels to category ids "
+        raise ValueError(f"{name}: result category ids {bad_cat[:10]} are not ground-truth "
+                         f"categories {sorted(cats)}: map contiguous labels to category ids "
                          "(to_coco_results(..., cat_ids))")
 
+def _check_gt(gt:COCO, img_ids, name:str):
+    ids = set(img_ids)
+    n = sum(1 for a in gt.dataset.get("annotations", [])
+            if not a.get("iscrowd", 0) and a.get("image_id") in ids)
+    if not n:
+        raise ValueError(f"{name}: no ground-truth box (not crowd) in its {len(ids)} image(s) "
+                         "scored: nothing to score, every AP would be undefined")
+
+# %% ../../nbs/06_detection.postprocess.ipynb #ff0a155f
 def _empty_dt(gt:COCO) -> COCO:
     dt = COCO()
     dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
@@ -149,14 +175,20 @@ def _empty_dt(gt:COCO) -> COCO:
 
 def evaluate_coco(gt, # ground truth: COCO JSON path, dict or `COCO`
                   results, # COCO result dicts; exact duplicates dropped
+                  img_ids=None, # the image ids scored (default: every ground-truth image)
+                  name:str|None=None, # the ground truth in error messages (default: its path)
                  ) -> COCOeval: # evaluated, accumulated, summarised; printout in `.summary_text`
     "Run pycocotools' bbox `COCOeval` quietly (also on empty results)."
+    name = name or (str(gt) if isinstance(gt, (str, Path)) else "ground truth")
     gt, results = as_coco(gt), dedup_results(results)
-    _check_ids(gt, results)
+    img_ids = sorted(gt.getImgIds() if img_ids is None else {int(i) for i in img_ids})
+    _check_ids(gt, results, img_ids, name)
+    _check_gt(gt, img_ids, name)
     with _captured() as buf:
         # copies: loadRes adds keys
         dt = gt.loadRes([dict(r) for r in results]) if results else _empty_dt(gt)
         E = COCOeval(gt, dt, "bbox")
+        E.params.imgIds = img_ids
         E.evaluate()
         E.accumulate()
         E.summarize()
@@ -175,8 +207,9 @@ def per_class_ap(E:COCOeval, # from `evaluate_coco`
     prec, cat_ids = E.eval["precision"], list(E.params.catIds)
     names = list(classes) if classes is not None else [E.cocoGt.cats[c]["name"] for c in cat_ids]
     mean = lambda a: float(a[a > -1].mean()) if (a > -1).any() else math.nan
-    anns = E.cocoGt.dataset["annotations"]
-    n_gt = Counter(a["category_id"] for a in anns if not a.get("iscrowd", 0))
+    anns, imgs = E.cocoGt.dataset["annotations"], set(E.params.imgIds)  # the images scored
+    n_gt = Counter(a["category_id"] for a in anns
+                   if not a.get("iscrowd", 0) and a["image_id"] in imgs)
     return {n: {"category_id": c, "AP": mean(prec[:, :, k, 0, -1]),
                 "AP50": mean(prec[0, :, k, 0, -1]), "n_gt": n_gt[c]}
             for k, (c, n) in enumerate(zip(cat_ids, names))}
@@ -198,10 +231,12 @@ def coco_eval(gt_json_path, # ground truth: COCO JSON path (or dict / pycocotool
               results:list, # COCO result dicts with the dataset's original category ids, xywh boxes
               out_dir=None, # if given, the (de-duplicated) results go to out_dir/predictions.json
               classes=None, # names for the per-class table (default: the GT category names)
+              img_ids=None, # the image ids scored (default: every ground-truth image)
+              name:str|None=None, # the ground truth in error messages (default: its path)
              ) -> dict: # the 12 stats as fractions (NaN: no GT in range), "per_class", "summary"
     "COCO bbox evaluation: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl."
     results = dedup_results(results)
-    E = evaluate_coco(gt_json_path, results)
+    E = evaluate_coco(gt_json_path, results, img_ids, name)
     if out_dir is not None:
         atomic_write(Path(out_dir)/"predictions.json",
                      lambda p: Path(p).write_text(json.dumps(results, default=_plain)))
