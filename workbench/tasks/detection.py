@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08b_tasks.detection.ipynb #4402f2a2
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, logging
 from functools import partial
 from pathlib import Path
 import torch
@@ -17,12 +17,14 @@ from ..detection.transforms import (MosaicDataset, DetEvalDataset, DetEvalTransf
 from ..data.core import read_image
 from ..detection.postprocess import (postprocess, NMS_PRESETS, pack_detections,
                                              unpack_detections, pack_infos, unpack_infos,
-                                             to_coco_results, coco_eval)
+                                             to_coco_results, coco_eval, dedup_results)
 from ..models import create_model, model_meta, load_pretrained
+from ..models.registry import check_loaded
 from ..models.darknet import Darknet, freeze
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['gt_coco', 'mosaic_kwargs', 'DetMetric', 'DetectionTask', 'detect_file']
+__all__ = ['log', 'gt_coco', 'mosaic_kwargs', 'DetMetric', 'check_has_boxes', 'DetectionTask', 'detect_file']
 
 # %% ../../nbs/08b_tasks.detection.ipynb #e6b3a2db
 def gt_coco(ds) -> dict:
@@ -44,14 +46,44 @@ def mosaic_kwargs(dc) -> dict:
     "The `MosaicDataset` (and `DetTrainTransform`) arguments of a `DetectionConfig`."
     return {k: v for k, v in dataclasses.asdict(dc).items() if k not in _STAGES}
 
+# %% ../../nbs/08b_tasks.detection.ipynb #aaa872dd
+def _is_main() -> bool:
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
 class DetMetric:
-    "COCO results accumulated over a split; `compute()` runs `coco_eval`."
-    def __init__(self, gt, cat_ids, classes):
-        self.gt, self.cat_ids, self.classes, self.results = gt, cat_ids, classes, []
-    def update(self, out:dict): # packed "dets" and "infos" (see `DetectionTask.metric_inputs`)
+    "COCO results of a split, each image once; `compute()` runs `coco_eval` on the images seen."
+    def __init__(self, gt, cat_ids, classes, split:str="val"):
+        self.gt, self.cat_ids, self.classes, self.split = gt, cat_ids, classes, split
+        self.results, self.seen, self.non_finite, self.repeated = [], set(), 0, 0
+    def update(self, out:dict): # packed "dets", "infos"; "non_finite" [B] (`metric_inputs`)
         dets, infos = unpack_detections(out["dets"].cpu()), unpack_infos(out["infos"].cpu())
-        self.results += to_coco_results(dets, infos, self.cat_ids)
-    def compute(self) -> dict: return coco_eval(self.gt, self.results, classes=self.classes)
+        nf = out["non_finite"].tolist() if "non_finite" in out else [0]*len(infos)
+        for d, info, n in zip(dets, infos, nf):
+            if info["image_id"] in self.seen:
+                self.repeated += 1
+                continue
+            self.seen.add(info["image_id"])
+            self.non_finite += int(n)
+            self.results += to_coco_results([d], [info], self.cat_ids)
+    def compute(self) -> dict: # coco_eval's metrics and "non_finite"
+        if not self.seen: raise ValueError(f"{self.split}: no image was evaluated (empty split?)")
+        self.results = dedup_results(self.results)  # a no-op here; as scored
+        m = coco_eval(self.gt, self.results, classes=self.classes, img_ids=sorted(self.seen),
+                      name=self.split)
+        if self.non_finite and _is_main():
+            log.warning(f"dropped {self.non_finite} non-finite predictions in {self.split}")
+        return {**m, "non_finite": self.non_finite}
+
+# %% ../../nbs/08b_tasks.detection.ipynb #5f6075ac
+def check_has_boxes(ds, # a detection dataset (`.boxes`: per image [K_i, 4])
+                    split:str):
+    "A `ValueError` naming the split and its file when its ground truth holds no box at all."
+    if sum(len(b) for b in ds.boxes): return
+    src = getattr(ds, "ann_file", None) or getattr(ds, "source", "?")
+    src = f"{len(src)} listed images" if isinstance(src, (list, tuple)) else src
+    raise ValueError(f"data.val_split={split!r} ({src}): no ground-truth box in its "
+                     f"{len(ds.boxes)} image(s): nothing to score")
 
 # %% ../../nbs/08b_tasks.detection.ipynb #3db29bf0
 @register_task("detection")
@@ -72,6 +104,7 @@ class DetectionTask(Task):
     def build(self) -> Parts:
         d, dc = self.cfg.data, self.cfg.detection
         train, val = self._split(d.train_split), self._split(d.val_split)
+        check_has_boxes(val, d.val_split)
         cat_ids = getattr(val, "cat_ids", None) or list(range(1, len(val.classes) + 1))
         gt = val.ann_file if d.name == "coco" else gt_coco(val)
         model = self._model(len(train.classes))
@@ -82,7 +115,7 @@ class DetectionTask(Task):
                      DetEvalDataset(val, d.img_size,
                                     rect_batch=d.eval_batch_size if dc.rect else 0),
                      model, loss, train.classes,
-                     new_metric=partial(DetMetric, gt, cat_ids, train.classes),
+                     new_metric=partial(DetMetric, gt, cat_ids, train.classes, split=d.val_split),
                      collate_fn=detection_collate,
                      val_collate_fn=partial(detection_collate, pad_value=114) if dc.rect else None,
                      info={"loss": type(loss).__name__, "pixel scale": self.scale})
@@ -97,7 +130,7 @@ class DetectionTask(Task):
         model = create_model(m.name, **{"num_classes": num_classes, **m.kwargs})
         if m.weights:
             rep = load_pretrained(model, load_weights(m.weights))
-            print(f"loaded {m.weights}: " + ", ".join(f"{len(v)} {k}" for k, v in rep.items()))
+            print(check_loaded(model, rep, m.weights, m.weights_partial))
         if m.freeze:
             if not isinstance(model, Darknet):
                 raise ValueError(f"model.freeze={m.freeze!r}: freezing is implemented for Darknet "
@@ -136,10 +169,13 @@ class DetectionTask(Task):
         losses = parts.loss(raw, self.targets(batch)) if with_loss and raw is not None else {}
         return self.metric_inputs(parts, decoded, batch), losses
 
-    def metric_inputs(self, parts:Parts, decoded, batch) -> dict: # packed detections, image infos
+    def metric_inputs(self, parts:Parts, decoded, batch
+                     ) -> dict: # packed detections, image infos, non-finite rows [B]
         images, _, infos = batch
         dets = postprocess(decoded, **NMS_PRESETS[self.cfg.model.nms], infos=infos)
-        return {"dets": pack_detections(dets), "infos": pack_infos(infos).to(images.device)}
+        dev = images.device
+        return {"dets": pack_detections(dets), "infos": pack_infos(infos).to(dev),
+                "non_finite": torch.tensor(dets.non_finite, device=dev)}
 
     def summary(self, parts:Parts, metrics:dict) -> str:
         "pycocotools' summary lines and the per-class AP table."
@@ -150,11 +186,14 @@ class DetectionTask(Task):
                  for c, v in per.items()]
         stats = [l for l in metrics.get("summary", "").splitlines()
                  if l.lstrip().startswith(("Average Precision", "Average Recall"))]
-        return "\n".join([*stats, *rows])
+        nf = metrics.get("non_finite", 0)
+        dropped = [f"dropped {nf} non-finite predictions (NaN/Inf boxes or scores)"] if nf else []
+        return "\n".join([*stats, *rows, *dropped])
 
     @torch.no_grad()
     def predict_samples(self, model, val_ds, n:int=8, preset:str="yolox_predict"):
-        "(images, ground truths, detections) of the first `n` val images, in original pixels."
+        """(images, ground truths, detections) of the first `n` val images, in original pixels
+        (non-finite rows dropped: the evaluation reports them)."""
         idx = list(range(min(n, len(val_ds))))
         images, _, infos = detection_collate([val_ds[i] for i in idx], pad_value=114)
         preds = model.eval()(images.to(next(model.parameters()).device)*self.scale)
@@ -176,9 +215,10 @@ class DetectionTask(Task):
                 "per_class_ap50": viz.plot_per_class(ap50, parts.classes, title=f"{split} AP50")}
 
     def write_artifacts(self, parts:Parts, evaluation:Evaluation|None, run_dir:Path):
-        "`predictions.json`: the last evaluation's COCO results."
-        if evaluation is None: return
-        text = json.dumps(evaluation.metric.results)
+        "`predictions.json`: the COCO results `evaluation` scored, each image once (fit or not)."
+        metric = getattr(evaluation, "metric", None)
+        if metric is None: return  # nothing evaluated yet
+        text = json.dumps(metric.results)
         atomic_write(Path(run_dir)/"predictions.json", lambda p: Path(p).write_text(text))
 
 # %% ../../nbs/08b_tasks.detection.ipynb #c3aa8674
@@ -186,8 +226,11 @@ class DetectionTask(Task):
 def detect_file(model, path, img_size:int=640, preset:str="yolox_predict",
                 pixel_range:float=255.0, # Darknet: 1.0 (see `model_meta(name)["pixel_range"]`)
                ) -> torch.Tensor: # float [K, 6]: x1, y1, x2, y2 (original pixels), score, label
-    "Detections for one image file."
+    "Detections for one image file (non-finite rows dropped, with a warning)."
     im, t = DetEvalTransform(img_size)(read_image(path), None)
     images, _, infos = detection_collate([(im, t)])
     preds = model.eval()(images.to(next(model.parameters()).device)*pixel_range/255)
-    return postprocess(preds, **NMS_PRESETS[preset], infos=infos)[0].cpu()
+    dets = postprocess(preds, **NMS_PRESETS[preset], infos=infos)
+    if dets.non_finite[0]:
+        log.warning(f"{path}: dropped {dets.non_finite[0]} non-finite predictions (NaN/Inf)")
+    return dets[0].cpu()
