@@ -5,6 +5,7 @@
 # %% ../../nbs/08c_tasks.promptable.ipynb #ded4b734
 from __future__ import annotations
 import dataclasses, json
+from functools import partial
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from ..data.medsam import (MedSAMDataset, preprocess_config, resize_params, sam_
 from ..data.prompts import CocoInstances, PromptDataset, prompt_collate
 from ..losses import sam_loss, mask_iou_target, LOSS_WEIGHTS
 from ..models import create_model, load_pretrained
+from ..models.registry import check_loaded
 from ..models.efficient_sam import EfficientSam, load_efficient_sam, show_prompt_masks
 
 # %% auto #0
@@ -82,7 +84,7 @@ def object_scores(
 # %% ../../nbs/08c_tasks.promptable.ipynb #bd284f67
 class ObjectMetric:
     "Per-object Dice and IoU over a split: `compute()` → mean, median, p10, p90 of each, count."
-    def __init__(self): self.dice, self.iou = [], []
+    def __init__(self, split:str="val"): self.dice, self.iou, self.split = [], [], split
     def update(self, out:dict): # dice, iou: [B, Q] with NaN for padding prompts
         d = out["dice"].detach().float().cpu().flatten()
         i = out["iou"].detach().float().cpu().flatten()
@@ -91,6 +93,8 @@ class ObjectMetric:
         self.iou.append(i[keep])
     def compute(self) -> dict:
         d, i = (torch.cat(v) if v else torch.zeros(0) for v in (self.dice, self.iou))
+        if not len(d):
+            raise ValueError(f"{self.split}: no object was scored: nothing to score")
         out = {"count": int(len(d))}
         for name, v in (("dice", d), ("iou", i)):
             nan = float("nan")
@@ -187,11 +191,15 @@ class PromptableSegTask(Task):
     def build(self) -> Parts:
         d = self.cfg.data
         train, val = self._split(d.train_split, True), self._split(d.val_split, False)
+        if not len(val):
+            raise ValueError(f"data.val_split={d.val_split!r} ({self.data_root(self.layout())}): "
+                             "no object to prompt: nothing to score")
         src = getattr(val, "source", None)  # COCO: the objects of every image
         eval_q = max((len(src._anns(i)) for i in src.ids), default=1) if src is not None else 1
         model = self._model()
         return Parts(PromptItems(train), PromptItems(val, original_masks=True), model,
-                     self.make_loss(model), ("object",), new_metric=ObjectMetric,
+                     self.make_loss(model), ("object",),
+                     new_metric=partial(ObjectMetric, split=d.val_split),
                      collate_fn=prompt_collate,
                      info={"eval_q": eval_q, "use_cache": self.use_cache, "prompt": self.prompt})
 
@@ -222,10 +230,11 @@ class PromptableSegTask(Task):
         model = create_model(m.name, **{"image_size": self.cfg.data.img_size, **m.kwargs,
                                         "model_cls": PromptableSam})
         if m.weights:
-            if m.backbone_only:
+            if m.backbone_only:  # the encoder only
                 rep = load_pretrained(model, load_weights(m.weights), prefix="image_encoder.")
-            else: rep = load_efficient_sam(model, m.weights)
-            print(f"loaded {m.weights}: " + ", ".join(f"{len(v)} {k}" for k, v in rep.items()))
+                print(check_loaded(model, rep, m.weights, m.weights_partial,
+                                   prefix="image_encoder."))
+            else: print(check_loaded(model, load_efficient_sam(model, m.weights), m.weights))
         model.preprocess_params = self.preprocess
         return model.set_frozen_encoder(m.freeze == "encoder")
 
@@ -268,7 +277,8 @@ class PromptableSegTask(Task):
         return "\n".join(rows + [f"objects: {metrics.get('count', 0)}"])
 
     def write_artifacts(self, parts:Parts, evaluation:Evaluation|None, run_dir:Path):
-        "`preprocess.json`: the `preprocess_config` that `predict` needs with this run's weights."
+        """`preprocess.json`: the `preprocess_config` that `predict` needs with this run's weights
+        (the config alone: also right after `evaluate` without training)."""
         text = json.dumps(self.preprocess)
         atomic_write(Path(run_dir)/"preprocess.json", lambda p: Path(p).write_text(text))
 
