@@ -19,9 +19,9 @@ from PIL import ImageOps, ExifTags
 
 class BadFile(ValueError):
     "A `ValueError` naming one file and the rule it breaks; `kind`: its `DatasetReport` problem."
-    def __init__(self, kind:str, msg:str):
+    def __init__(self, kind:str, msg:str, file=None): # `file`: the file it is about
         super().__init__(msg)
-        self.kind = kind
+        self.kind, self.file = kind, file
 
 _log = logging.getLogger(__name__)
 DEPTH_RULES = {"16-bit": "value / 257, rounded (full range: 0..65535 -> 0..255)",
@@ -41,7 +41,7 @@ def _from16(a:np.ndarray, path) -> np.ndarray: # uint8, same shape
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi > 65535:
         raise BadFile("out_of_range", f"image {path} has values {lo}..{hi}: integer images are "
-                      "read as 16-bit (0..65535); rescale it or save it as 8-bit")
+                      "read as 16-bit (0..65535); rescale it or save it as 8-bit", path)
     _note_depth("16-bit", path)
     return np.rint(a / 257).astype(np.uint8)
 
@@ -49,11 +49,11 @@ def _from_float(a:np.ndarray, path) -> np.ndarray: # uint8, same shape
     "Float values in [0, 1] to uint8 by value x 255, rounded; NaN, Inf or another range refused."
     if not np.isfinite(a).all():
         raise BadFile("non_finite", f"image {path} has {int((~np.isfinite(a)).sum())} NaN or Inf "
-                      "value(s)")
+                      "value(s)", path)
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 1:
         raise BadFile("out_of_range", f"image {path} is a float image with values {lo:g}..{hi:g}: "
-                      "only [0, 1] is read (x 255); rescale it or save it as 8-bit")
+                      "only [0, 1] is read (x 255); rescale it or save it as 8-bit", path)
     _note_depth("float", path)
     return np.rint(a * 255).astype(np.uint8)
 
@@ -97,9 +97,9 @@ def read_image(path) -> tv_tensors.Image: # uint8 [3, H, W], RGB, EXIF orientati
     except (BadFile, MemoryError):
         raise
     except Exception as e:  # PIL and OpenCV raise many types for broken files
-        raise BadFile("unreadable_image", f"cannot read image {path}: {e}") from None
+        raise BadFile("unreadable_image", f"cannot read image {path}: {e}", path) from None
     if arr.size == 0:
-        raise BadFile("unreadable_image", f"image {path} is empty ({arr.shape[1]}x{arr.shape[0]})")
+        raise BadFile("unreadable_image", f"image {path} is empty ({arr.shape[:2]})", path)
     return tv_tensors.Image(torch.from_numpy(arr.copy()).permute(2, 0, 1))
 
 # %% ../../nbs/00b_data.core.ipynb #078537c3
@@ -109,7 +109,7 @@ def image_size(path) -> tuple: # (H, W) of what `read_image` returns
         with Image.open(path) as im:
             (w, h), turn = im.size, im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
     except Exception as e:
-        raise BadFile("unreadable_image", f"cannot read image {path}: {e}") from None
+        raise BadFile("unreadable_image", f"cannot read image {path}: {e}", path) from None
     return (w, h) if turn else (h, w)
 
 # %% ../../nbs/00b_data.core.ipynb #e9191819

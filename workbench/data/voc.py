@@ -4,15 +4,16 @@
 
 # %% ../../nbs/01a_data.voc.ipynb #0d9e7bc3
 from __future__ import annotations
-import json, logging
+import json, logging, os
 from pathlib import Path
 import numpy as np, torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torchvision import tv_tensors
-from .core import read_image, voc_palette
+from .core import read_image, voc_palette, BadFile, DatasetReport
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'log', 'voc_root', 'read_classes', 'read_mask', 'PairedSegmentation', 'VOCSegmentation']
+__all__ = ['VOC_CLASSES', 'MASK_MODES', 'log', 'voc_root', 'read_classes', 'read_mask', 'check_ignore_index', 'repeated_pairs',
+           'missing_pairs', 'PairedSegmentation', 'VOCSegmentation']
 
 # %% ../../nbs/01a_data.voc.ipynb #20662f58
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -37,68 +38,171 @@ def read_classes(root) -> tuple:
     return VOC_CLASSES
 
 # %% ../../nbs/01a_data.voc.ipynb #27fca73f
-def read_mask(path, num_classes:int, ignore_index:int=255) -> tv_tensors.Mask:
-    """Class-index mask as an int64 `tv_tensors.Mask` [H, W]; rejects RGB masks and values outside
-    classes ∪ {ignore}."""
+MASK_MODES = ("P", "L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")  # PIL modes of index masks
+
+def _not_indices(path, mode:str, arr:np.ndarray) -> BadFile:
+    gray = arr.ndim == 3 and (arr[..., :3] == arr[..., :1]).all()
+    hint = ("its channels are equal: save one channel (a grayscale PNG)" if gray else
+            "map each colour to its class index and save a palette or grayscale PNG")
+    return BadFile("corrupt", f"mask {path} has mode {mode!r}: expected class indices, not "
+                   f"colours or floats; {hint}", path)
+
+def read_mask(path, num_classes:int, ignore_index:int=255) -> tv_tensors.Mask: # int64 [H, W]
+    """Class-index mask as a viewer shows it (EXIF orientation), 16-bit values as they are; a
+    `BadFile` for colours or values outside classes ∪ {ignore}."""
     try:
         with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
             mode, arr = im.mode, np.asarray(im)
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"cannot read mask {path}: {e}") from None
-    if mode not in ("P", "L", "I", "I;16"):
-        raise ValueError(f"mask {path} has mode {mode!r}: expected class indices (palette or "
-                         "grayscale PNG), not colours")
+    except Exception as e:  # PIL raises many types for broken files
+        raise BadFile("unreadable_label", f"cannot read mask {path}: {e}", path) from None
+    if mode not in MASK_MODES:
+        raise _not_indices(path, mode, arr)
+    arr = arr.astype(np.int64)
     bad = np.setdiff1d(np.unique(arr), np.r_[np.arange(num_classes), ignore_index])
     if bad.size:
-        raise ValueError(f"mask {path} has values {bad.tolist()[:8]} outside 0..{num_classes-1} "
-                         f"and {ignore_index}")
-    return tv_tensors.Mask(torch.from_numpy(arr.astype(np.int64)))
+        more = "…" if bad.size > 8 else ""
+        raise BadFile("out_of_range", f"mask {path} has values {bad.tolist()[:8]}{more} "
+                      f"({int(np.isin(arr, bad).sum())} pixels) outside the classes "
+                      f"0..{num_classes - 1} and ignore_index {ignore_index}", path)
+    return tv_tensors.Mask(torch.from_numpy(arr))
 
 # %% ../../nbs/01a_data.voc.ipynb #946bc377
 log = logging.getLogger(__name__)
 
+def check_ignore_index(ignore_index:int, classes:tuple):
+    "A `ValueError` when `ignore_index` is also a class index (its pixels would be both)."
+    if 0 <= ignore_index < len(classes):
+        raise ValueError(f"ignore_index={ignore_index} is also class {ignore_index} "
+                         f"({classes[ignore_index]!r}) of the {len(classes)} classes: set "
+                         f"data.ignore_index outside 0..{len(classes) - 1}")
+
+def _folder(paths:list) -> str:
+    "The folder that holds all of `paths`."
+    return os.path.commonpath([str(Path(p).parent) for p in paths]) if paths else "?"
+
+def _eg(file, reason:str) -> str:
+    return reason if str(file) in reason else f"{file}: {reason}"
+
+# %% ../../nbs/01a_data.voc.ipynb #e3453a6b
+def repeated_pairs(images:list, masks:list) -> tuple: # (keep [i], {mask: n}, {mask: [images]})
+    "Pairs to read once, masks listed more than once with one image, masks listed with several."
+    by_mask = {}
+    for i, m in enumerate(masks):
+        by_mask.setdefault(str(m), []).append(i)
+    keep, repeats, ambiguous = [], {}, {}
+    for m, idx in by_mask.items():
+        imgs = list(dict.fromkeys(str(images[i]) for i in idx))
+        if len(imgs) > 1:
+            ambiguous[m] = imgs
+            continue
+        keep.append(idx[0])
+        if len(idx) > 1:
+            repeats[m] = len(idx)
+    return sorted(keep), repeats, ambiguous
+
+def missing_pairs(images:list, masks:list) -> dict: # {i: (kind, file, message)}
+    "The pairs with a missing file, one problem per pair (the image's first)."
+    gone = {}
+    for i, (img, mask) in enumerate(zip(images, masks)):
+        if not Path(img).is_file():
+            gone[i] = ("missing_image", img, f"image {img} (of mask {mask}) not found")
+        elif not Path(mask).is_file():
+            gone[i] = ("missing_label", mask, f"mask {mask} (of image {img}) not found")
+    return gone
+
+# %% ../../nbs/01a_data.voc.ipynb #c18263f6
 class PairedSegmentation(torch.utils.data.Dataset):
     """Image/mask file pairs: item `i` is `(image uint8 [3,H,W], mask int64 [H,W])` after
-    `transforms`."""
+    `transforms`; `.report` counts the pairs and every file left out."""
+    _per_pair = ("images", "masks")  # the per-pair lists (subclasses may add some)
     def __init__(self, images:list, masks:list, classes:tuple, transforms=None,
-                 ignore_index:int=255, skip_bad:bool=False):
+                 ignore_index:int=255, skip_bad:bool=False,
+                 source=None): # what `.report` and errors call the split (default: mask folder)
         self.images, self.masks, self.classes = list(images), list(masks), tuple(classes)
         self.transforms, self.ignore_index, self.skipped = transforms, ignore_index, []
-        missing = [p for p in self.images + self.masks if not Path(p).is_file()]
-        if missing and not skip_bad:
-            raise FileNotFoundError(f"{len(missing)} listed file(s) are missing, e.g. {missing[0]}")
+        self.report = DatasetReport(source or _folder(self.masks), kinds=("pairs",))
+        check_ignore_index(ignore_index, self.classes)
+        self._check(skip_bad)
         if skip_bad:
             self._drop_bad()
+        self.report.add("pairs", n=len(self.images))
+        self._warn()
     def _read(self, i):
         img, mask = read_image(self.images[i]), read_mask(self.masks[i], len(self.classes),
                                                           self.ignore_index)
         if img.shape[-2:] != mask.shape[-2:]:
-            raise ValueError(f"size mismatch: image {self.images[i]} is {tuple(img.shape[-2:])}, "
-                             f"mask {self.masks[i]} is {tuple(mask.shape[-2:])}")
+            raise BadFile("size_mismatch", f"size mismatch: image {self.images[i]} is "
+                          f"{tuple(img.shape[-2:])}, mask {self.masks[i]} is "
+                          f"{tuple(mask.shape[-2:])} (H, W, EXIF orientation applied)",
+                          self.masks[i])
         return img, mask
     def __len__(self):
         return len(self.images)
     def __getitem__(self, i):
         img, mask = self._read(i)
         return self.transforms(img, mask) if self.transforms else (img, mask)
-    def _drop_bad(self):
-        """Check every pair once; keep the good ones, record `(file, reason)` for the rest and log
-        the count."""
-        keep = []
-        for i in range(len(self.images)):
-            try:
-                self._read(i)
-                keep.append(i)
-            except (ValueError, FileNotFoundError) as e:
-                self.skipped.append(str(e))
-        self.images, self.masks = [self.images[i] for i in keep], [self.masks[i] for i in keep]
-        if self.skipped:
-            log.warning(f"skipped {len(self.skipped)} bad pair(s), e.g. {self.skipped[0]}")
-        if not keep:
-            raise ValueError(f"no readable image/mask pair left: {self.skipped[0]}")
     @property
     def n_skipped(self) -> int:
         return len(self.skipped)
+
+    def _check(self, skip_bad:bool):
+        "What is checked without decoding (subclasses add theirs): repeats, missing files."
+        keep, repeats, ambiguous = repeated_pairs(self.images, self.masks)
+        for m, n in repeats.items():
+            self.report.add("duplicate", m, f"pair listed {n} times: read once")
+        for m, imgs in ambiguous.items():
+            msg = f"mask {m} is listed for {len(imgs)} images ({', '.join(imgs[:3])}): ambiguous"
+            if not skip_bad:
+                raise BadFile("duplicate", msg, m)
+            self._skip("duplicate", m, msg)
+        self._keep(keep)
+        gone = missing_pairs(self.images, self.masks)
+        if gone and not skip_bad:
+            raise FileNotFoundError(f"{len(gone)} listed file(s) are missing, e.g. "
+                                    f"{next(iter(gone.values()))[2]}")
+        for kind, file, msg in gone.values():
+            self._skip(kind, file, msg)
+        self._keep([i for i in range(len(self)) if i not in gone])
+
+    def _drop_bad(self):
+        "Read every pair once: keep the good ones (all-ignore masks counted), record the rest."
+        keep, labelled = [], 0
+        for i in range(len(self)):
+            try:
+                n = int((self._read(i)[1] != self.ignore_index).sum())
+            except ValueError as e:  # `BadFile`s name their file and kind
+                self._skip(getattr(e, "kind", "corrupt"),
+                           getattr(e, "file", None) or self.masks[i], str(e))
+                continue
+            keep.append(i)
+            labelled += n
+            if not n:
+                self.report.add("unlabelled", self.masks[i],
+                                f"every pixel is ignore_index {self.ignore_index}")
+        self._keep(keep)
+        src = self.report.source
+        if not keep:
+            raise ValueError(f"{src}: no readable image/mask pair left, e.g. {self.skipped[0]}")
+        if not labelled:
+            raise BadFile("no_labels", f"{src}: every pixel of its {len(keep)} mask(s) is "
+                          f"ignore_index {self.ignore_index}: no labelled pixel to learn from", src)
+
+    def _keep(self, idx):
+        for k in self._per_pair:
+            setattr(self, k, [getattr(self, k)[i] for i in idx])
+    def _skip(self, kind:str, file, msg:str):
+        "Leave a pair out: `msg` (naming the file) in `.skipped`, `(file, msg)` in `.report`."
+        self.skipped.append(msg)
+        self.report.add(kind, file, msg)
+    def _warn(self):
+        "One warning line when a file was left out or an item dropped (every file in `.report`)."
+        r = self.report
+        if r.ok:
+            return
+        first = next((_eg(f, why) for k in r.problems for f, why in r.entries[k][:1]), "")
+        head = f"skipped {len(self.skipped)} bad pair(s); " if self.skipped else ""
+        log.warning(f"{head}{r.summary()} (e.g. {first}; every file in .report)")
 
 # %% ../../nbs/01a_data.voc.ipynb #1ceadf86
 class VOCSegmentation(PairedSegmentation):
@@ -107,10 +211,12 @@ class VOCSegmentation(PairedSegmentation):
     def __init__(self, root, split:str="train", transforms=None, classes:tuple|None=None,
                  ignore_index:int=255, skip_bad:bool=False):
         self.root = voc_root(root)
-        self.ids = self._read_split(split)
-        super().__init__([self.root/"JPEGImages"/f"{i}.jpg" for i in self.ids],
-                         [self.root/"SegmentationClass"/f"{i}.png" for i in self.ids],
-                         classes or read_classes(self.root), transforms, ignore_index, skip_bad)
+        ids = self._read_split(split)
+        super().__init__([self.root/"JPEGImages"/f"{i}.jpg" for i in ids],
+                         [self.root/"SegmentationClass"/f"{i}.png" for i in ids],
+                         classes or read_classes(self.root), transforms, ignore_index, skip_bad,
+                         source=f"VOC split {split!r} ({self.root/'SegmentationClass'})")
+        self.ids = [Path(p).stem for p in self.images]  # the ids read, in order
     def _read_split(self, split):
         f = self.root/"ImageSets"/"Segmentation"/f"{split}.txt"
         if not f.is_file():
