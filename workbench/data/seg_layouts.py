@@ -40,7 +40,8 @@ class CityscapesSegmentation(PairedSegmentation):
             raise FileNotFoundError(f"{masks[0]} not found but labelIds are there: run "
                                     "cityscapesscripts' createTrainIdLabelImgs first")
         super().__init__(images, masks, classes or CITYSCAPES_CLASSES, transforms, ignore_index,
-                         skip_bad)
+                         skip_bad, source=f"Cityscapes split {split!r} "
+                                          f"({self.root/'gtFine'/split})")
 
 # %% ../../nbs/01g_data.seg_layouts.ipynb #2bf0a6ba
 _IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -64,7 +65,8 @@ def folder_classes(root:Path) -> tuple:
 
 # %% ../../nbs/01g_data.seg_layouts.ipynb #faff7009
 class FolderSegmentation(PairedSegmentation):
-    "Images and class-index PNG masks in parallel folders, paired by file name."
+    """Images and class-index PNG masks in parallel folders, paired by file name (a mask without
+    an image is counted as `missing_image`, unused)."""
     def __init__(self, root, split:str="train", transforms=None, classes:tuple|None=None,
                  ignore_index:int=255, skip_bad:bool=False):
         self.root = Path(root).expanduser()
@@ -72,10 +74,17 @@ class FolderSegmentation(PairedSegmentation):
         images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _IMG_EXT)
         if not images:
             raise ValueError(f"no images in {img_dir}")
+        stems = {p.stem for p in images}
+        self._strays = sorted(m for m in (mask_dir.glob("*.png") if mask_dir.is_dir() else ())
+                              if m.stem not in stems)
         super().__init__(images, [mask_dir/f"{p.stem}.png" for p in images],
-                         classes or folder_classes(self.root),
-                         transforms, ignore_index, skip_bad)
+                         classes or folder_classes(self.root), transforms, ignore_index,
+                         skip_bad, source=f"folder split {split!r} ({mask_dir})")
         self.palette = voc_palette(len(self.classes))
+    def _check(self, skip_bad:bool):
+        super()._check(skip_bad)
+        for m in self._strays:
+            self.report.add("missing_image", m, f"no image named {m.stem}.*: mask unused")
 
 # %% ../../nbs/01g_data.seg_layouts.ipynb #2c57cff0
 SEG_LAYOUTS = {"voc": VOCSegmentation, "cityscapes": CityscapesSegmentation,
