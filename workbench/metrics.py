@@ -102,8 +102,9 @@ def _check_confusion(cm, n):
 class SegMetric:
     """Accumulate confusion matrices over a dataset; `compute()` = `seg_scores` of their sum +
     `mIoU_image`."""
-    def __init__(self, num_classes:int, ignore_index:int|None=255):
-        self.num_classes, self.ignore_index = num_classes, ignore_index
+    def __init__(self, num_classes:int, ignore_index:int|None=255,
+                 split:str="val"): # named in the error when nothing was counted
+        self.num_classes, self.ignore_index, self.split = num_classes, ignore_index, split
         self.reset()
 
     def reset(self):
@@ -137,7 +138,10 @@ class SegMetric:
 
     def compute(self) -> dict:
         """`seg_scores` of the summed matrix plus `mIoU_image` (NaN if some update had no per-sample
-        matrices)."""
+        matrices); a `ValueError` when no pixel was counted."""
+        if not self._cm.sum():
+            raise ValueError(f"{self.split}: no pixel to score (none seen, or every ground-truth "
+                             f"pixel is ignore_index={self.ignore_index}): metrics undefined")
         img = torch.full((1,), torch.nan)
         if self._img and not self._summed_only:
             img = torch.cat([t.cpu() for t in self._img])
