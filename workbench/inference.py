@@ -12,7 +12,7 @@ from .core import atomic_write
 from .data.core import read_image, voc_palette
 
 # %% auto #0
-__all__ = ['logits_of', 'slide_logits', 'seg_logits', 'labels_at', 'save_palette_png', 'predict_file']
+__all__ = ['logits_of', 'slide_logits', 'seg_logits', 'labels_at', 'check_finite', 'save_palette_png', 'predict_file']
 
 # %% ../nbs/04a_inference.ipynb #f61ae90d
 def logits_of(model, x): # [B, 3, H, W] -> [B, C, H, W]
@@ -64,6 +64,17 @@ def labels_at(logits, # [B, C, h, w] for a (padded) batch
         res.append(lg[0].argmax(0))
     return res
 
+# %% ../nbs/04a_inference.ipynb #eee14e9c
+def check_finite(logits, # any shape
+                 source, # the file (or batch) the logits are of, for the message
+                ):
+    "`logits` unchanged, or a `ValueError` naming `source` when any is NaN/Inf."
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise ValueError(f"{source}: the model gave {bad} non-finite logits (NaN/Inf) of "
+                         f"{logits.numel()}: no label map from them (broken weights, overflow?)")
+    return logits
+
 # %% ../nbs/04a_inference.ipynb #864589de
 def save_palette_png(mask, # int [H, W] class indices (0..255)
                      path, palette=None, # uint8 [K, 3]; default the VOC palette
@@ -95,5 +106,5 @@ def predict_file(model, path, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.2
         x = F.interpolate(x[None], size=(round(H*s), round(W*s)), mode="bilinear", antialias=True,
                           align_corners=False)[0]
     dev = next(model.parameters()).device
-    lg = seg_logits(model.eval(), x[None].to(dev), mode, crop, stride)
+    lg = check_finite(seg_logits(model.eval(), x[None].to(dev), mode, crop, stride), path)
     return labels_at(lg, [lg.shape[-2:]], [(H, W)])[0].cpu()
