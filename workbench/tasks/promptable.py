@@ -165,6 +165,11 @@ class PromptItems(torch.utils.data.Dataset):
         return it
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #d283dc44
+def _load_strict(model, path) -> dict: # `load_efficient_sam`, its errors naming the file
+    try: return load_efficient_sam(model, path)
+    except ValueError as e:
+        raise (e if str(path) in str(e) else ValueError(f"{path}: {e}")) from None
+
 @register_task("promptable_segmentation")
 class PromptableSegTask(Task):
     "EfficientSAM fine-tuning on COCO instance masks, MedSAM npy layout or the synthetic shapes."
@@ -234,7 +239,7 @@ class PromptableSegTask(Task):
                 rep = load_pretrained(model, load_weights(m.weights), prefix="image_encoder.")
                 print(check_loaded(model, rep, m.weights, m.weights_partial,
                                    prefix="image_encoder."))
-            else: print(check_loaded(model, load_efficient_sam(model, m.weights), m.weights))
+            else: print(check_loaded(model, _load_strict(model, m.weights), m.weights))
         model.preprocess_params = self.preprocess
         return model.set_frozen_encoder(m.freeze == "encoder")
 
