@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np, torch
 from PIL import Image, ImageDraw
 from torchvision import tv_tensors
-from .core import read_image
+from .core import read_image, image_size, BadFile, DatasetReport
 from .voc import PairedSegmentation
 
 # %% auto #0
-__all__ = ['labelme_classes', 'labelme_mask', 'LabelMeSegmentation', 'mask_to_labelme']
+__all__ = ['REGIONS', 'labelme_classes', 'read_labelme', 'labelme_size', 'labelme_regions', 'draw_regions', 'labelme_mask',
+           'LabelMeSegmentation', 'mask_to_labelme']
 
 # %% ../../nbs/01i_data.labelme.ipynb #1de4de69
 def labelme_classes(root) -> tuple:
@@ -29,54 +30,120 @@ def labelme_classes(root) -> tuple:
         names = ["background" if n == "_background_" else n for n in names]
         if not names:
             raise ValueError(f"{f} lists no class")
+        if len(set(names)) < len(names):
+            raise ValueError(f"{f} lists {sorted({n for n in names if names.count(n) > 1})} twice")
         return tuple(names)
     raise FileNotFoundError(
         f"no labels.txt or classes.txt in {root}: list the class names, background first")
 
-def _draw(draw:ImageDraw.ImageDraw, shape:dict, value:int, where:str):
-    "Fill one LabelMe shape with `value`."
-    pts = [tuple(map(float, p)) for p in shape.get("points", [])]
-    kind = shape.get("shape_type") or "polygon"
-    if kind == "polygon" and len(pts) >= 3:
-        draw.polygon(pts, fill=value, outline=value)
-    elif kind == "rectangle" and len(pts) == 2:
-        (x0, y0), (x1, y1) = pts
-        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=value)
-    elif kind == "circle" and len(pts) == 2:
-        (cx, cy), (px, py) = pts
-        r = ((cx - px)**2 + (cy - py)**2)**0.5
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=value)
-    else:
-        raise ValueError(f"{where}: shape {shape.get('label')!r} is a {kind} with {len(pts)} "
-                         "point(s); a mask region is a polygon (3+ points), a rectangle or a "
-                         "circle (2 points)")
+def read_labelme(ann) -> tuple: # (the annotation dict, what messages call it)
+    "A LabelMe annotation from its JSON file (or the parsed dict); a `BadFile` naming the file."
+    if isinstance(ann, dict):
+        return ann, "annotation"
+    try:
+        d = json.loads(Path(ann).read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise BadFile("unreadable_label", f"cannot read LabelMe file {ann}: {e}", ann) from None
+    if not isinstance(d, dict):
+        raise BadFile("corrupt", f"{ann}: not a LabelMe file (a JSON object with imagePath, "
+                      "imageHeight, imageWidth and shapes)", ann)
+    return d, str(ann)
 
-# %% ../../nbs/01i_data.labelme.ipynb #45455e44
-def labelme_mask(ann, # a LabelMe JSON file, or its parsed dict
-                 classes:tuple, # class names in label order (0: background)
-                 ignore_index:int=255, # the value of `__ignore__` shapes
-                ) -> np.ndarray: # int64 [imageHeight, imageWidth]
-    "The semantic mask of a LabelMe annotation: its shapes filled in file order."
-    where = str(ann) if not isinstance(ann, dict) else "annotation"
-    d = ann if isinstance(ann, dict) else json.loads(Path(ann).read_text())
+def labelme_size(d:dict, where:str) -> tuple: # (imageHeight, imageWidth)
     try:
         h, w = int(d["imageHeight"]), int(d["imageWidth"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: no imageHeight/imageWidth") from None
+        raise BadFile("corrupt", f"{where}: no imageHeight/imageWidth", where) from None
+    if h < 1 or w < 1:
+        raise BadFile("corrupt", f"{where}: imageHeight x imageWidth is {h}x{w}", where)
+    return h, w
+
+# %% ../../nbs/01i_data.labelme.ipynb #759e9934
+def _bbox(p): return (*p.min(0), *p.max(0))
+def _circle_box(p):
+    r = float(np.hypot(*(p[1] - p[0])))
+    return (p[0, 0] - r, p[0, 1] - r, p[0, 0] + r, p[0, 1] + r)
+def _polygon(draw, p, v): draw.polygon([tuple(x) for x in p], fill=v, outline=v)
+def _rectangle(draw, p, v): draw.rectangle(_bbox(p), fill=v)
+def _circle(draw, p, v): draw.ellipse(_circle_box(p), fill=v)
+
+REGIONS = {  # shape_type -> ((fewest, most) points, its box (x0, y0, x1, y1), how it is filled)
+    "polygon": ((3, None), _bbox, _polygon),
+    "rectangle": ((2, 2), _bbox, _rectangle),  # two opposite corners
+    "circle": ((2, 2), _circle_box, _circle)}  # the centre and a point on the circle
+
+def _points(shape:dict, where:str, name:str) -> np.ndarray: # float [n, 2] x, y pixels
+    try:
+        p = np.asarray(shape.get("points") or [], dtype=np.float64)
+    except (TypeError, ValueError):
+        p = None
+    if p is None or (p.size and (p.ndim != 2 or p.shape[1] != 2)):
+        raise BadFile("corrupt", f"{where}: {name}: points are not [x, y] pairs", where)
+    return p.reshape(-1, 2)
+
+# %% ../../nbs/01i_data.labelme.ipynb #45455e44
+def _region(shape, k:int, index:dict, where:str, hw:tuple, report:DatasetReport):
+    "One shape as (shape_type, points float [n, 2], value), or None when dropped (counted)."
+    if not isinstance(shape, dict):
+        raise BadFile("corrupt", f"{where}: shape {k} is not a JSON object", where)
+    label, kind = shape.get("label"), shape.get("shape_type") or "polygon"
+    if not isinstance(label, str) or label not in index:
+        raise BadFile("unknown_class", f"{where}: shape {k} label {label!r} is not a class; "
+                      f"classes: {[c for c in index if not c.startswith('_')]}", where)
+    name = f"shape {k} ({label!r})"
+    pts = _points(shape, where, name)
+    name = f"shape {k} ({label!r}, a {kind} of {len(pts)} point(s))"
+    if not np.isfinite(pts).all():
+        raise BadFile("non_finite", f"{where}: {name} has NaN or Inf coordinates", where)
+    if kind == "polygon" and len(pts) < 3:
+        report.add("zero_area", where, f"{name}: no area, dropped")
+        return None
+    (lo, hi), box, _ = REGIONS.get(kind, ((-1, -1), None, None))
+    if not lo <= len(pts) <= (hi or len(pts)):
+        raise BadFile("corrupt", f"{where}: {name}: a mask region is a polygon (3+ points), a "
+                      "rectangle or a circle (2 points)", where)
+    (x0, y0, x1, y1), (h, w) = box(pts), hw
+    if x1 < 0 or y1 < 0 or x0 > w or y0 > h:
+        report.add("out_of_image", where, f"{name} lies outside the {w}x{h} image: dropped")
+        return None
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        report.add("clipped", where, f"{name} reaches outside the {w}x{h} image: clipped")
+    return kind, pts, index[label]
+
+# %% ../../nbs/01i_data.labelme.ipynb #af9866c3
+def labelme_regions(d:dict, classes:tuple, ignore_index:int, where:str, hw:tuple,
+                    report:DatasetReport|None=None) -> list: # [(shape_type, points [n, 2], value)]
+    "The regions a parsed annotation fills, checked; dropped shapes counted in `report`."
     index = {c: i for i, c in enumerate(classes)}
     index.update({"_background_": 0, "__ignore__": ignore_index})
-    mask = Image.new("I", (w, h), 0)
+    shapes, report = d.get("shapes", []), report if report is not None else DatasetReport(where)
+    if not isinstance(shapes, list):
+        raise BadFile("corrupt", f"{where}: shapes is not a list", where)
+    regions = [_region(s, k, index, where, hw, report) for k, s in enumerate(shapes)]
+    return [r for r in regions if r is not None]
+
+def draw_regions(regions:list, hw:tuple) -> np.ndarray: # int64 [H, W]
+    "The mask the regions fill in order (a later one covers an earlier one); 0 elsewhere."
+    mask = Image.new("I", hw[::-1], 0)
     draw = ImageDraw.Draw(mask)
-    for shape in d.get("shapes", []):
-        label = shape.get("label")
-        if label not in index:
-            raise ValueError(f"{where}: label {label!r} is not a class; classes: {list(classes)}")
-        _draw(draw, shape, index[label], where)
+    for kind, pts, value in regions:
+        REGIONS[kind][2](draw, pts, value)
     return np.asarray(mask, dtype=np.int64)
+
+def labelme_mask(ann, # a LabelMe JSON file, or its parsed dict
+                 classes:tuple, # class names in label order (0: background)
+                 ignore_index:int=255, # the value of `__ignore__` shapes
+                 report:DatasetReport|None=None, # where dropped and clipped shapes are counted
+                ) -> np.ndarray: # int64 [imageHeight, imageWidth]
+    "The semantic mask of a LabelMe annotation: its shapes filled in file order."
+    d, where = read_labelme(ann)
+    hw = labelme_size(d, where)
+    return draw_regions(labelme_regions(d, classes, ignore_index, where, hw, report), hw)
 
 # %% ../../nbs/01i_data.labelme.ipynb #1b898e71
 class LabelMeSegmentation(PairedSegmentation):
     "LabelMe split: `root/<split>/*.json` and the images they name; masks drawn from their shapes."
+    _per_pair = ("images", "masks", "regions")
     def __init__(self, root, split:str="train", transforms=None, classes:tuple|None=None,
                  ignore_index:int=255, skip_bad:bool=False):
         self.root = Path(root).expanduser()
@@ -86,25 +153,49 @@ class LabelMeSegmentation(PairedSegmentation):
         anns = sorted(d.glob("*.json"))
         if not anns:
             raise ValueError(f"no LabelMe .json files in {d}")
-        images = [self._image_path(a) for a in anns]
-        super().__init__(images, anns, classes or labelme_classes(self.root), transforms,
-                         ignore_index, skip_bad)
+        self.regions = [None] * len(anns)  # per file: ((H, W), its regions), read in `_check`
+        super().__init__([None] * len(anns), anns, classes or labelme_classes(self.root),
+                         transforms, ignore_index, skip_bad,
+                         source=f"LabelMe split {split!r} ({d})")
 
-    @staticmethod
-    def _image_path(ann:Path) -> Path:
-        try:
-            name = json.loads(ann.read_text())["imagePath"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{ann}: not a LabelMe file ({type(e).__name__}: {e})") from None
-        return (ann.parent/name).resolve()
+    def _check(self, skip_bad:bool):
+        "Every JSON read once (image path, size, shapes); then the checks of every layout."
+        bad = set()
+        for i, ann in enumerate(self.masks):
+            try:
+                self.images[i], self.regions[i] = self._parse(ann)
+            except ValueError as e:
+                if not skip_bad:
+                    raise
+                self._skip(getattr(e, "kind", "corrupt"), ann, str(e))
+                bad.add(i)
+        self._keep([i for i in range(len(self.masks)) if i not in bad])
+        seen = {}
+        for img, ann in zip(self.images, self.masks):
+            if seen.setdefault(img, ann) != ann:
+                self.report.add("duplicate", ann, f"image {img} is annotated by {seen[img]} too")
+        super()._check(skip_bad)
+
+    def _parse(self, ann:Path) -> tuple: # (image path, ((H, W), regions))
+        d, where = read_labelme(ann)
+        name, hw = d.get("imagePath"), labelme_size(d, where)
+        if not isinstance(name, str) or not name.strip():
+            raise BadFile("corrupt", f"{ann}: no imagePath", ann)
+        img = (ann.parent/name.replace("\\", "/")).resolve()  # LabelMe on Windows writes \
+        if img.is_file() and image_size(img) != hw:
+            raise BadFile("size_mismatch", f"size mismatch: {ann} says {hw[0]}x{hw[1]} (H x W), "
+                          f"its image {img} is {'x'.join(map(str, image_size(img)))} (EXIF "
+                          "orientation applied)", ann)
+        regions = labelme_regions(d, self.classes, self.ignore_index, where, hw, self.report)
+        self.report.add("shapes", n=len(regions))
+        return img, (hw, regions)
 
     def _read(self, i):
-        img = read_image(self.images[i])
-        mask = labelme_mask(self.masks[i], self.classes, self.ignore_index)
-        if img.shape[-2:] != mask.shape:
-            raise ValueError(f"size mismatch: image {self.images[i]} is {tuple(img.shape[-2:])}, "
-                             f"{self.masks[i]} says {mask.shape}")
-        return img, tv_tensors.Mask(torch.from_numpy(mask))
+        img, (hw, regions) = read_image(self.images[i]), self.regions[i]
+        if tuple(img.shape[-2:]) != hw:
+            raise BadFile("size_mismatch", f"size mismatch: image {self.images[i]} is "
+                          f"{tuple(img.shape[-2:])}, {self.masks[i]} says {hw}", self.masks[i])
+        return img, tv_tensors.Mask(torch.from_numpy(draw_regions(regions, hw)))
 
 # %% ../../nbs/01i_data.labelme.ipynb #e1606312
 def _polygons(binary:np.ndarray, # bool [H, W]
