@@ -10,8 +10,8 @@ import torch, yaml
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from .config import (get_experiment, list_experiments, load_config, apply_overrides,
-                              to_dict, config_diff)
-from .core import make_run_dir, latest_run, load_weights
+                              to_dict, config_diff, read_yaml, check_config, save_config)
+from .core import make_run_dir, latest_run, load_weights, WriteError, write_error
 from .learner import Learner, NonFiniteLoss, make_accelerator, get_task, unread_sections
 from .models import load_pretrained
 import workbench.experiments, workbench.tasks.segmentation
@@ -19,7 +19,7 @@ import workbench.tasks.detection, workbench.tasks.promptable
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'processes',
-           'header', 'run', 'user_message', 'main', 'launch_command', 'launch']
+           'header', 'data_lines', 'evaluate_only', 'run', 'user_message', 'main', 'launch_command', 'launch']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
@@ -63,7 +63,7 @@ def resolve_config(args, base=None):
     "The `ExpConfig` the command line asks for, and the experiment name."
     exp = args.exp
     if args.config and not exp and Path(args.config).is_file():
-        exp = (yaml.safe_load(Path(args.config).read_text()) or {}).get("exp")
+        exp = read_yaml(args.config).get("exp")
     exp = exp or "seg_shapes"
     cfg = base or get_experiment(exp)
     if args.config:
@@ -79,9 +79,13 @@ def new_run_dir(args, exp:str) -> Path:
     "Create the next run folder on the main process and share its name with all processes."
     # as Accelerator will see it
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    name = [make_run_dir(args.output, exp, args.name).name if state.is_main_process else None]
+    name = [_make_run_dir(args, exp).name if state.is_main_process else None]
     broadcast_object_list(name)
     return Path(args.output, exp, name[0])
+
+def _make_run_dir(args, exp:str) -> Path:
+    try: return make_run_dir(args.output, exp, args.name)
+    except OSError as e: raise write_error(Path(args.output, exp), e, "the run folder") from None
 
 def resume_dir(args, exp:str) -> Path|None:
     "The run folder `--resume` names (`auto`: the newest of `exp` with a checkpoint, or None)."
@@ -125,15 +129,41 @@ def processes(acc) -> str:
 def header(exp:str, run_dir, learner) -> str:
     "The line a run starts with: experiment, run folder, processes, precision, samples, plan, loss."
     acc, p = learner.acc, learner.plan
-    return (f"{exp} -> {Path(run_dir).resolve()} | {processes(acc)}, "
-            f"mixed precision {acc.mixed_precision}, "
+    head = (f"{exp} -> {Path(run_dir).resolve()} | {processes(acc)}, "
+            f"mixed precision {acc.mixed_precision}, ")
+    if not learner.training:
+        return head + f"evaluation only: {len(learner.val_ds)} val samples"
+    return (head +
             f"{len(learner.train_ds)} train / {len(learner.val_ds)} val samples, "
             f"{p.epochs} epochs × {p.steps_per_epoch} steps, "
             f"loss {learner.parts.info.get('loss', '?')}")
 
+# %% ../nbs/10_cli.ipynb #b2685542
+def data_lines(learner) -> list:
+    "One line per split whose data report has problems, pointing to the full list."
+    return [f"data ({split}): {r.summary()} (every file: {learner.run_dir/'data_report.txt'})"
+            for split, r in learner.reports.items() if not r.ok]
+
+def evaluate_only(args, exp:str, learner):
+    "`--eval-only`: load the weights strictly, evaluate, write the metrics, config and artifacts."
+    path = eval_weights(args, exp)
+    try:
+        load_pretrained(learner.acc.unwrap_model(learner.model), load_weights(path), strict=True)
+    except ValueError as e:
+        raise ValueError(f"--eval-only {path}: {e}") from None
+    if learner.is_main: print(f"weights: {path.resolve()}")
+    ev = learner.evaluate(learner.model)
+    if learner.is_main:
+        learner.write_metrics(ev)
+        save_config(learner.cfg, learner.run_dir/"config.yaml",
+                    drop=unread_sections(type(learner.task)))
+        learner.task.write_artifacts(learner.parts, ev, learner.run_dir)
+    return ev
+
+
 # %% ../nbs/10_cli.ipynb #2aba93fc
 def run(args) -> int:
-    "Resolve, build, then fit or evaluate. Returns the exit code."
+    "Resolve, check, build, then fit or evaluate. Returns the exit code."
     cfg, exp = resolve_config(args)
     if args.diff:
         for k, (a, b) in config_diff(get_experiment(args.diff), cfg).items():
@@ -143,28 +173,27 @@ def run(args) -> int:
         drop = unread_sections(get_task(cfg.task))  # the other tasks' sections
         print(yaml.safe_dump(to_dict(cfg, drop), sort_keys=False))
         return 0
+    check_config(cfg)  # before any folder is made
     run_dir, resume = resolve_run(args, exp)
     if resume and (Path(resume)/"config.yaml").is_file():
         cfg, _ = resolve_config(args, base=load_config(Path(resume)/"config.yaml"))
-    learner = Learner(cfg, run_dir, make_accelerator(cfg, run_dir))
+    learner = Learner(cfg, run_dir, make_accelerator(cfg, run_dir), train=not args.eval_only)
     if learner.is_main:
         print(header(exp, run_dir, learner))
-    if args.eval_only:
-        load_pretrained(learner.acc.unwrap_model(learner.model),
-                        load_weights(eval_weights(args, exp)), strict=True)
-        metrics = learner.evaluate(learner.model)
-        learner.write_metrics(metrics)
-    else:
-        metrics = learner.fit(resume)
+        for line in data_lines(learner): print(line)
+    metrics = evaluate_only(args, exp, learner) if args.eval_only else learner.fit(resume)
     if learner.is_main:
         print(learner.summary(metrics))
         print(f"run folder: {run_dir.resolve()}")
     return 0
 
+
 # %% ../nbs/10_cli.ipynb #e962240d
 def user_message(e:Exception) -> str:
     """One line for a user error; errors raised in DataLoader workers arrive wrapped with the
     worker's traceback."""
+    if isinstance(e, OSError) and e.filename and not isinstance(e, WriteError):
+        return f"{e.filename}: {e.strerror}"  # e.g. a run folder that cannot be made
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return msg.strip().splitlines()[-1].split(": ", 1)[-1] if "Original Traceback" in msg else msg
 
@@ -180,7 +209,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return run(args)
-    except (FileNotFoundError, ValueError, KeyError, NonFiniteLoss) as e:
+    except (OSError, ValueError, KeyError, NonFiniteLoss) as e:  # OSError: disks, files
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
         print(f"error: {user_message(e)}", file=sys.stderr)

@@ -186,8 +186,9 @@ class TrainConfig(_Section):
 
 # %% ../nbs/00a_config.ipynb #a35be914
 TASK_SECTIONS = ("detection", "prompts")  # sections only some tasks read (see `Task.sections`)
-SEG_DATA_FIELDS = ("base_size", "eval_size", "crop_size", "crop_width", "cat_max_ratio", "photometric",
-                   "scale", "hflip", "mean", "std", "ignore_index", "size_divisor")  # segmentation's
+SEG_DATA_FIELDS = ("base_size", "eval_size", "crop_size", "crop_width", "cat_max_ratio",
+                   "photometric", "scale", "hflip", "mean", "std", "ignore_index",
+                   "size_divisor")  # segmentation's
 
 @dataclass
 class ExpConfig(_Section):
@@ -321,7 +322,9 @@ def read_yaml(path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        why = getattr(e, "problem", "") or e
+        why, ctx = getattr(e, "problem", "") or e, getattr(e, "context_mark", None)
+        if ctx is not None and getattr(e, "context", ""):
+            why = f"{why} ({e.context} at line {ctx.line + 1})"
         raise ValueError(f"{path}: malformed YAML at {where}{why}") from None
     if d is None: return {}
     if not isinstance(d, dict):
@@ -340,7 +343,8 @@ def config_diff(a, b) -> dict:
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
 # %% ../nbs/00a_config.ipynb #2f6968f9
-def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 def at_least(n): return (lambda v: _num(v) and v >= n), f"a number >= {n}"
 def above(n): return (lambda v: _num(v) and v > n), f"a number > {n}"
 def within(lo, hi): return (lambda v: _num(v) and lo <= v <= hi), f"in [{lo}, {hi}]"
@@ -352,7 +356,8 @@ def each(n:int, rule):
     ok, what = rule
     return (lambda v: len(v) == n and all(ok(x) for x in v)), f"{n} values, each {what}"
 def multiple_of(k:int, empty_ok:bool=False):
-    ok = lambda v: all(_num(x) and x >= k and x % k == 0 for x in (v if isinstance(v, tuple) else [v]))
+    ok = lambda v: all(_num(x) and x >= k and x % k == 0
+                       for x in (v if isinstance(v, tuple) else [v]))
     return (lambda v: (empty_ok and v == ()) or ok(v)), f"a multiple of {k}, at least {k}"
 
 # %% ../nbs/00a_config.ipynb #baa5ef78
@@ -373,15 +378,19 @@ CONFIG_RULES = {
     "detection.min_box_side": at_least(0), "detection.multiscale": multiple_of(32, empty_ok=True),
     "detection.multiscale_every": at_least(1),
     "prompts.prompt": one_of("box", "points", "box+points"),
-    "prompts.cache_embeddings": one_of("auto", True, False), "prompts.prompts_per_image": at_least(0),
+    "prompts.cache_embeddings": one_of("auto", True, False),
+    "prompts.prompts_per_image": at_least(0),
     "prompts.n_pos": at_least(0), "prompts.n_neg": at_least(0), "prompts.bbox_shift": at_least(0),
     "model.test_mode": one_of("whole", "slide"), "model.test_crop": at_least(0),
-    "model.test_stride": at_least(0), "model.ema_decay": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
-    "loss.dice_weight": at_least(0), "loss.ohem_thresh": within(0, 1), "loss.ohem_min_kept": at_least(0),
+    "model.test_stride": at_least(0),
+    "model.ema_decay": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
+    "loss.dice_weight": at_least(0), "loss.ohem_thresh": within(0, 1),
+    "loss.ohem_min_kept": at_least(0),
     "loss.multimask": one_of("all", "best"),
     "optim.name": one_of("sgd", "adamw"), "optim.lr": at_least(0), "optim.momentum": within(0, 1),
     "optim.weight_decay": at_least(0),
-    "sched.name": one_of("poly", "cosine", "constant", "plateau"), "sched.warmup_epochs": at_least(0),
+    "sched.name": one_of("poly", "cosine", "constant", "plateau"),
+    "sched.warmup_epochs": at_least(0),
     "sched.warmup_factor": PROB, "sched.power": at_least(0),
     "sched.min_lr_ratio": PROB, "sched.warmup_power": above(0), "sched.flat_epochs": at_least(0),
     "sched.plateau_factor": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
