@@ -18,8 +18,10 @@ __all__ = ['DEPTH_RULES', 'CITYSCAPES_PALETTE', 'log', 'PROBLEM_KINDS', 'BadFile
 from PIL import ImageOps, ExifTags
 
 class BadFile(ValueError):
-    "A `ValueError` naming one file and the rule it breaks; `kind`: its `DatasetReport` problem."
-    def __init__(self, kind:str, msg:str, file=None): # `file`: the file it is about
+    """A `ValueError` naming one file and the rule it breaks; `kind`: its `DatasetReport` problem.
+    `BadFile(message)` alone (how a DataLoader worker re-raises it) is kind "corrupt"."""
+    def __init__(self, kind:str, msg:str|None=None, file=None): # `file`: the file it is about
+        kind, msg = (kind, msg) if msg is not None else ("corrupt", kind)
         super().__init__(msg)
         self.kind, self.file = kind, file
 

@@ -10,13 +10,13 @@ import numpy as np, torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
-from .core import item_rng
-
+from .core import item_rng, BadFile, DatasetReport
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'MASK_RGBA', 'preprocess_config', 'resize_params', 'sam_preprocess', 'resize_mask', 'sam_postprocess',
-           'sam_postprocess_batch', 'mask_box', 'content_box', 'jitter_box', 'read_npy', 'check_medsam_pair',
-           'MedSAMFiles', 'MedSAMDataset', 'show_mask', 'show_box', 'show_medsam_samples', 'MedSAMInstances']
+           'sam_postprocess_batch', 'mask_box', 'content_box', 'jitter_box', 'read_npy', 'check_medsam_image',
+           'check_medsam_pair', 'MedSAMFiles', 'MedSAMDataset', 'show_mask', 'show_box', 'show_medsam_samples',
+           'MedSAMInstances']
 
 # %% ../../nbs/01e_data.medsam.ipynb #cf2c00b2
 NORMALIZE = ("minmax", "div255")  # per-image min-max (MedSAM), or x / 255 for uint8-range input
@@ -137,39 +137,59 @@ def jitter_box(box_xyxy, # float [4] xyxy, pixel indices
 # %% ../../nbs/01e_data.medsam.ipynb #28963bb6
 _log = logging.getLogger(__name__)
 
-def read_npy(path, mmap:bool=False) -> np.ndarray:
-    "`np.load` without pickles; a `ValueError` naming the file when it cannot be read."
+def read_npy(path, mmap:bool=False, kind:str="corrupt") -> np.ndarray:
+    "`np.load` of one array without pickles; a `BadFile` of `kind` naming the file otherwise."
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
+        raise BadFile(kind, f"cannot read {path}: {e}", path) from None
+    if not isinstance(a, np.ndarray):
+        raise BadFile(kind, f"cannot read {path}: an .npz archive, not one .npy array", path)
+    return a
 
-def check_medsam_pair(img, gt, img_path, gt_path):
-    "Raise a `ValueError` naming the file when an image/gt pair breaks the layout."
+def check_medsam_image(img:np.ndarray, path):
+    "A `BadFile` naming the file unless `img` is a finite (H, W, 3) or (H, W) numeric array."
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise ValueError(f"image {img_path} has shape {img.shape}: expected (H, W, 3) or (H, W)")
+        raise BadFile("corrupt", f"image {path} has shape {img.shape}: expected (H, W, 3) or "
+                      "(H, W)", path)
+    if img.dtype.kind not in "uif" or not img.size:
+        raise BadFile("corrupt", f"image {path} has dtype {img.dtype} and shape {img.shape}: "
+                      "expected a non-empty integer or float image", path)
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        raise BadFile("non_finite", f"image {path} has {int((~np.isfinite(img)).sum())} NaN or "
+                      "Inf value(s)", path)
+
+# %% ../../nbs/01e_data.medsam.ipynb #f08b98e0
+def check_medsam_pair(img, gt, img_path, gt_path):
+    "Raise a `BadFile` naming the file when an image/gt pair breaks the layout."
+    check_medsam_image(img, img_path)
     if gt.ndim != 2:
-        raise ValueError(f"gt {gt_path} has shape {gt.shape}: expected an (H, W) label map")
+        raise BadFile("corrupt", f"gt {gt_path} has shape {gt.shape}: expected an (H, W) label "
+                      "map", gt_path)
     if gt.dtype.kind not in "biu":
-        raise ValueError(f"gt {gt_path} has dtype {gt.dtype}: expected integer labels")
+        raise BadFile("corrupt", f"gt {gt_path} has dtype {gt.dtype}: expected integer labels",
+                      gt_path)
     if gt.shape != img.shape[:2]:
-        raise ValueError(f"size mismatch: image {img_path} is {img.shape[:2]}, gt {gt_path} is "
-                         f"{gt.shape}")
+        raise BadFile("size_mismatch", f"size mismatch: image {img_path} is {img.shape[:2]}, gt "
+                      f"{gt_path} is {gt.shape}", gt_path)
     lo, hi = int(gt.min()), int(gt.max())
     if lo < 0 or hi > 255:
-        raise ValueError(f"gt {gt_path} has label ids {lo}..{hi}: the MedSAM layout stores uint8 "
-                         "labels (0 = background, 1..255 = objects); relabel or split the file")
+        raise BadFile("out_of_range", f"gt {gt_path} has label ids {lo}..{hi}: the MedSAM layout "
+                      "stores uint8 labels (0 = background, 1..255 = objects); relabel or split "
+                      "the file", gt_path)
     if hi == 0:
-        raise ValueError(f"gt {gt_path} is empty (all background): no object to prompt")
+        raise BadFile("no_labels", f"gt {gt_path} is empty (all background): no object to prompt",
+                      gt_path)
 
 # %% ../../nbs/01e_data.medsam.ipynb #ca45b20e
 class MedSAMFiles:
     """The pairs of a MedSAM npy folder (`imgs/`, `gts/`); `skip_bad` checks every pair up front and
-    drops the bad ones."""
+    drops the bad ones (each in `skipped` and `report`)."""
     def __init__(self, root, skip_bad:bool=False,
                  scan=None): # optional `f(files, name, mmap_image)` per pair, raising `ValueError`
         self.root = Path(root).expanduser().absolute()
-        names, self.skipped = self._pair()
+        self.report, self.skipped = DatasetReport(self.root, kinds=("pairs",)), {}
+        names = self._pair()
         if self.skipped and not skip_bad:
             first = "; ".join(f"{n}: {r}" for n, r in list(self.skipped.items())[:3])
             raise ValueError(f"{len(self.skipped)} unpaired file(s) under {self.root} ({first}); "
@@ -182,12 +202,15 @@ class MedSAMFiles:
                 except ValueError as e:
                     if not skip_bad:
                         raise
-                    self.skipped[n] = str(e)
+                    self._skip(n, getattr(e, "kind", "corrupt"),
+                               getattr(e, "file", None) or self.paths(n)[1], str(e))
         self.names = [n for n in names if n not in self.skipped]
+        self.report.add("pairs", n=len(self.names))
         if self.skipped:
             _log.warning(f"{self.root}: skipped {len(self.skipped)} of "
                          f"{len(names) + self.n_unpaired} file(s), "
-                         f"e.g. {next(iter(self.skipped.items()))} (all in .skipped)")
+                         f"e.g. {next(iter(self.skipped.items()))} (all in .skipped and .report: "
+                         f"{self.report.summary()})")
         if not self.names:
             raise ValueError(f"no usable image/gt pairs under {self.root}")
 
@@ -196,27 +219,33 @@ class MedSAMFiles:
         return len(self.skipped)
     def __len__(self):
         return len(self.names)
+    def _skip(self, name:str, kind:str, file, reason:str):
+        self.skipped[name] = reason
+        self.report.add(kind, file, reason)
 
-    def _pair(self): # -> (sorted paired names, {unpaired name: reason})
+    def _pair(self) -> list: # the sorted paired names; the unpaired ones go to `skipped`
         dirs = [self.root/"imgs", self.root/"gts"]
         if not all(d.is_dir() for d in dirs):
             subs = sorted(p.parent.name for p in self.root.glob("*/imgs") if p.is_dir())
             hint = f" (found {', '.join(s + '/' for s in subs)}: pass one of them)" if subs else ""
             raise FileNotFoundError(f"no MedSAM layout (imgs/ and gts/) under {self.root}{hint}")
         imgs, gts = ({p.name for p in d.glob("*.npy")} for d in dirs)
-        bad = {n: f"gts/{n} has no image imgs/{n}" for n in sorted(gts - imgs)}
-        bad.update({n: f"imgs/{n} has no gt gts/{n}" for n in sorted(imgs - gts)})
-        self.n_unpaired = len(bad)
-        return sorted(imgs & gts), bad
+        for n in sorted(gts - imgs):
+            self._skip(n, "missing_image", dirs[1]/n, f"gts/{n} has no image imgs/{n}")
+        for n in sorted(imgs - gts):
+            self._skip(n, "missing_label", dirs[0]/n, f"imgs/{n} has no gt gts/{n}")
+        self.n_unpaired = len(self.skipped)
+        return sorted(imgs & gts)
 
     def paths(self, name:str):
         return self.root/"imgs"/name, self.root/"gts"/name
 
     def load(self, name:str, mmap_image:bool=False): # -> (image (H, W, 3)|(H, W), gt int (H, W))
-        """Read and check one pair (the image only memory-mapped with `mmap_image`: its header is
-        enough to check it)."""
+        """Read and check one pair (the image only memory-mapped with `mmap_image`: NaN and Inf
+        are looked for in float images all the same)."""
         ip, gp = self.paths(name)
-        img, gt = read_npy(ip, mmap_image), read_npy(gp)
+        img = read_npy(ip, mmap_image, "unreadable_image")
+        gt = read_npy(gp, kind="unreadable_label")
         check_medsam_pair(img, gt, ip, gp)
         return img, gt
 
@@ -243,9 +272,13 @@ class MedSAMDataset(torch.utils.data.Dataset):
         names = self.files.names
         if self.all_objects:
             self.items = [(n, l) for n in names for l in self.files.scanned[n]]
+            self.report.add("objects", n=len(self.items))
         else:
             self.items = [(n, None) for n in names]
 
+    @property
+    def report(self) -> DatasetReport:
+        return self.files.report
     @property
     def skipped(self) -> dict:
         return self.files.skipped
@@ -257,10 +290,19 @@ class MedSAMDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch:int):
         self.epoch = epoch
 
+    def _load(self, files:MedSAMFiles, name:str, mmap_image:bool=False):
+        "`files.load`, and a `BadFile` when `normalize='div255'` would clip the image's values."
+        img, gt = files.load(name, mmap_image)
+        if self.preprocess["normalize"] == "div255" and (img.min() < 0 or img.max() > 255):
+            path = files.paths(name)[0]
+            raise BadFile("out_of_range", f"image {path} has values {img.min():g}..{img.max():g}:"
+                          " normalize='div255' reads 0..255 only; use normalize='minmax'", path)
+        return img, gt
+
     def _labels(self, files:MedSAMFiles, name:str, mmap_image:bool=True) -> list:
         """Object ids that survive resizing (the scan at construction: the image is only
         memory-mapped)."""
-        img, gt = files.load(name, mmap_image)
+        img, gt = self._load(files, name, mmap_image)
         S = self.preprocess["target_size"]
         return _object_ids(resize_mask(gt.astype(np.uint8), resize_params(gt.shape, S)),
                            files.paths(name)[1], S)
@@ -271,7 +313,7 @@ class MedSAMDataset(torch.utils.data.Dataset):
     def __getitem__(self, i:int) -> dict:
         name, label = self.items[i]
         rng, S = self._rng(i), self.preprocess["target_size"]
-        img, gt = self.files.load(name)
+        img, gt = self._load(self.files, name)
         x, p = sam_preprocess(img, **self.preprocess)
         g = resize_mask(gt.astype(np.uint8), p)
         if label is None:
@@ -293,8 +335,8 @@ class MedSAMDataset(torch.utils.data.Dataset):
 def _object_ids(g:torch.Tensor, gt_path, S:int) -> list: # g: resized label map [S, S]
     ids = (torch.nonzero(torch.bincount(g.flatten().long())[1:])[:, 0] + 1).tolist()
     if not ids:
-        raise ValueError(f"gt {gt_path}: no object left after resizing to {S} (all objects smaller "
-                         "than a pixel)")
+        raise BadFile("no_labels", f"gt {gt_path}: no object left after resizing to {S} (all "
+                      "objects smaller than a pixel)", gt_path)
     return ids
 
 # %% ../../nbs/01e_data.medsam.ipynb #5a1eec39
@@ -349,8 +391,14 @@ class MedSAMInstances:
     def __len__(self):
         return len(self.files)
     @property
+    def report(self) -> DatasetReport:
+        return self.files.report
+    @property
     def skipped(self) -> dict:
         return self.files.skipped
+    @property
+    def n_skipped(self) -> int:
+        return self.files.n_skipped
     def __getitem__(self, i:int) -> dict:
         name = self.files.names[i]
         img, gt = self.files.load(name)
