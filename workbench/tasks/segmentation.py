@@ -13,9 +13,10 @@ from ..inference import seg_logits, labels_at
 from ..metrics import SegMetric, confusion_matrix
 from ..models import create_model
 from ..models.segmentation import load_seg_weights
+from ..models.registry import check_loaded
 
 # %% auto #0
-__all__ = ['SegmentationTask', 'labels_like_masks']
+__all__ = ['SegmentationTask', 'labels_like_masks', 'split_source']
 
 # %% ../../nbs/08_tasks.segmentation.ipynb #b4139a88
 @register_task("segmentation")
@@ -23,14 +24,17 @@ class SegmentationTask(Task):
     "Semantic segmentation of VOC, Cityscapes or folder datasets (default: the synthetic shapes)."
     default_loss, data_task = "seg_ce", "segmentation"
     unread_data = ("img_size",)
+    train_source, _labelled, _seen = "the train split", 0, 0  # set by `build`, `train_step`
 
     def build(self) -> Parts:
         d = self.cfg.data
         train, val = self._datasets()
         model = self._model(len(train.classes))
         loss = self.make_loss(model, num_classes=len(train.classes), ignore_index=d.ignore_index)
+        self.train_source = split_source(train, d.train_split)
         return Parts(train, val, model, loss, train.classes,
-                     new_metric=partial(SegMetric, len(train.classes), d.ignore_index),
+                     new_metric=partial(SegMetric, len(train.classes), d.ignore_index,
+                                        split=split_source(val, d.val_split)),
                      collate_fn=partial(pad_collate, ignore_index=d.ignore_index,
                                         size_divisor=d.size_divisor),
                      info={"loss": type(loss).__name__})
@@ -54,7 +58,8 @@ class SegmentationTask(Task):
         model = create_model(m.name, **{"num_classes": num_classes, **m.kwargs})
         if m.weights:
             rep = load_seg_weights(model, m.weights, backbone_only=m.backbone_only)
-            print(f"loaded {m.weights}: " + ", ".join(f"{len(v)} {k}" for k, v in rep.items()))
+            print(check_loaded(model, rep, m.weights, m.weights_partial,
+                               prefix="backbone." if m.backbone_only else ""))
         return model
 
     def forward(self, model, batch:dict, ctx:StepContext) -> dict: # {"out": [B, C, H, W], "aux"?}
@@ -62,6 +67,29 @@ class SegmentationTask(Task):
             return model(batch["image"])
         m = self.cfg.model
         return {"out": seg_logits(model, batch["image"], m.test_mode, m.test_crop, m.test_stride)}
+
+    def train_step(self, parts:Parts, model, batch:dict, ctx:StepContext) -> dict:
+        "Loss terms of a training micro-batch; the first epoch also counts its labelled pixels."
+        if ctx.epoch == 0:
+            self._count_labelled(batch["mask"], ctx)
+        return super().train_step(parts, model, batch, ctx)
+
+    def _count_labelled(self, mask, ctx:StepContext):
+        "At the first epoch's last batch: a `ValueError` when no batch had a labelled pixel."
+        if ctx.batch == 0:
+            self._labelled, self._seen = 0, 0
+        self._labelled = self._labelled + (mask != self.cfg.data.ignore_index).sum()
+        self._seen += 1
+        if ctx.batch != ctx.batches_per_epoch - 1 or self._seen != ctx.batches_per_epoch:
+            return  # not the end of a whole first epoch (e.g. resumed within it)
+        n = torch.as_tensor(self._labelled).reshape(1).clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(n)  # every process raises, or none
+        if not n.item():
+            raise ValueError(f"{self.train_source}: no labelled pixel in the first epoch's "
+                             "training batches (every mask pixel is "
+                             f"ignore_index={self.cfg.data.ignore_index}): the loss is 0 and "
+                             "nothing is learned; check the masks and data.ignore_index")
 
     def targets(self, batch:dict):
         return batch["mask"]  # int64 [B, H, W], ignore_index where unlabelled
@@ -141,3 +169,11 @@ def _images_like_masks(batch): # -> [B, 3, H', W'] images resized to their masks
         im = batch["image"][i:i + 1, :, :h, :w]
         out[i, :, :H, :W] = F.interpolate(im, size=(H, W), mode="bilinear", align_corners=False)[0]
     return out
+
+def split_source(ds, split:str) -> str:
+    "What errors call a split: its dataset's `report.source` (which names its mask folder)."
+    rep = getattr(ds, "report", None)
+    src = getattr(rep, "source", None)
+    if src is None:
+        return f"split {split!r}"
+    return src if repr(split) in src else f"split {split!r} ({src})"
