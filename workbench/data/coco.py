@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01b_data.coco.ipynb #4e5a41b2
 from __future__ import annotations
-import contextlib, io, json, logging, os
+import contextlib, io, itertools, json, logging, math, operator, os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,37 +12,99 @@ import numpy as np, torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
-from .core import DetectionDataset
+from .core import DatasetReport, DetectionDataset
 
 # %% auto #0
-__all__ = ['log', 'load_coco', 'resolve_ann_file', 'find_images_dir', 'coco_boxes_xyxy', 'image_problem', 'image_problems',
-           'COCODetection']
+__all__ = ['log', 'COCO_FIELDS', 'COCO_UNIQUE', 'BOX_KINDS', 'ANN_KINDS', 'ANN_REASONS', 'read_coco_json', 'coco_index',
+           'load_coco', 'resolve_ann_file', 'find_images_dir', 'box_outcomes', 'coco_boxes_xyxy', 'image_problem',
+           'image_problems', 'check_annotations', 'annotation_entries', 'COCODetection']
 
 # %% ../../nbs/01b_data.coco.ipynb #a4cfdb19
 log = logging.getLogger(__name__)
 
-def load_coco(ann_file) -> COCO:
-    "pycocotools `COCO` index of `ann_file` (built quietly); errors name the file."
+def _is_int(v) -> bool: return type(v) is int
+def _is_name(v) -> bool: return isinstance(v, str) and bool(v.strip())
+def _is_size(v) -> bool: # a positive integer (480.0 too)
+    return (type(v) is int or type(v) is float and v.is_integer()) and v > 0
+
+# list -> {field: (test, what it must be)}: what every entry of the list needs
+COCO_FIELDS = {"images": {"id": (_is_int, "an integer"), "file_name": (_is_name, "a file name"),
+                          "height": (_is_size, "a positive integer"),
+                          "width": (_is_size, "a positive integer")},
+               "categories": {"id": (_is_int, "an integer"), "name": (_is_name, "a name")},
+               "annotations": {"id": (_is_int, "an integer")}}
+# (list, field) -> why no two entries may share it
+COCO_UNIQUE = {("images", "id"): "pycocotools would merge the two images",
+               ("images", "file_name"): "it would be two samples, each with some of its boxes",
+               ("categories", "id"): "one category id would be two classes",
+               ("categories", "name"): "two classes would have one name",
+               ("annotations", "id"): "pycocotools and COCO evaluation index annotations by id"}
+
+# %% ../../nbs/01b_data.coco.ipynb #7c1e0a01
+def _check_unique(p:Path, key:str, field:str, values:list):
+    if len(set(values)) == len(values):
+        return
+    first = {}
+    for k, v in enumerate(values):
+        if v in first:
+            raise ValueError(f"{p}: {key}[{first[v]}] and {key}[{k}] share {field} {v!r}: "
+                             f"{COCO_UNIQUE[key, field]}")
+        first[v] = k
+
+def _check_entries(p:Path, key:str, entries:list):
+    "Every entry of `key` an object with the `COCO_FIELDS` of `key`; the `COCO_UNIQUE` ones unique."
+    for k, e in enumerate(entries):
+        if type(e) is not dict:
+            raise ValueError(f"{p}: {key}[{k}] is {e!r:.40}, not an object")
+    for f, (ok, what) in COCO_FIELDS[key].items():
+        vals = [e.get(f, ...) for e in entries]  # ...: not there
+        if not all(map(ok, vals)):
+            k, v = next((k, v) for k, v in enumerate(vals) if not ok(v))
+            raise ValueError(f"{p}: {key}[{k}] has no {f!r}" if v is ... else
+                             f"{p}: {key}[{k}].{f}={v!r:.40} is not {what}")
+        if (key, f) in COCO_UNIQUE:
+            _check_unique(p, key, f, vals)
+
+# %% ../../nbs/01b_data.coco.ipynb #dd5e2b11
+def read_coco_json(ann_file) -> dict:
+    "A COCO JSON file as a dict, its structure checked; errors name the file and the key."
     p = Path(ann_file)
     if not p.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {p.absolute()}")
     try:
         data = json.loads(p.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"cannot read COCO annotations {p}: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"COCO annotations {p} are not a JSON object")
-    for k in ("images", "categories"):
-        if not isinstance(data.get(k), list):
-            raise ValueError(f"COCO annotations {p} have no {k!r} list")
-    data.setdefault("annotations", [])
+    for k in COCO_FIELDS:
+        if k not in data:
+            raise ValueError(f"COCO annotations {p} have no {k!r} list (a COCO file has 'images', "
+                             "'annotations' and 'categories')")
+        if not isinstance(data[k], list):
+            raise ValueError(f"COCO annotations {p}: {k!r} is {data[k]!r:.40}, not a list")
+        _check_entries(p, k, data[k])
+    if not data["categories"]:
+        raise ValueError(f"COCO annotations {p}: 'categories' is empty (no class to learn)")
+    return data
+
+# %% ../../nbs/01b_data.coco.ipynb #3d8e4f21
+def coco_index(data:dict) -> COCO:
+    """pycocotools `COCO` over a checked COCO dict, built quietly; annotations without an integer
+    `image_id` and `category_id` (which it cannot index) are left out."""
+    anns = [a for a in data["annotations"]
+            if type(a.get("image_id")) is int and type(a.get("category_id")) is int]
     coco = COCO()
-    coco.dataset = data
+    coco.dataset = data if len(anns) == len(data["annotations"]) else {**data, "annotations": anns}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
-# %% ../../nbs/01b_data.coco.ipynb #dd9aed57
+def load_coco(ann_file) -> COCO:
+    "pycocotools `COCO` index of `ann_file`, checked by `read_coco_json`."
+    return coco_index(read_coco_json(ann_file))
+
+# %% ../../nbs/01b_data.coco.ipynb #5b2d7c22
 def resolve_ann_file(root, ann_file) -> Path:
     """`ann_file` as given (absolute or from the working directory), else under `root`, else under
     `root/annotations`."""
@@ -70,17 +132,33 @@ def find_images_dir(root, ann_file, file_names:list) -> Path:
                             f"{', '.join(map(str, cands))} or their subfolders")
 
 # %% ../../nbs/01b_data.coco.ipynb #fc3646f3
+BOX_KINDS = ("zero_area", "out_of_image", "out_of_range", "degenerate", "clipped")
+
+def box_outcomes(xyxy, # float [N, 4] xyxy px, finite, not clipped
+                 size, # (H, W) of the image, or int [N, 2] one per box
+                 min_size:float=1., # boxes with w or h <= min_size px after clipping: dropped
+                 tol:float=1., # px a box may stick out of the image before it counts as clipped
+                ) -> tuple: # (float32 [N, 4] xyxy clipped, bool [N] kept, str [N] kind or "")
+    "Each box clipped to its image, whether it is kept, and its `BOX_KINDS` kind."
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    H, W = np.broadcast_to(np.asarray(size, np.float64).reshape(-1, 2), (len(b), 2)).T
+    lim = np.stack([W, H, W, H], 1)
+    clip = np.minimum(b.clip(0), lim)
+    wh, cwh, centre = b[:, 2:] - b[:, :2], clip[:, 2:] - clip[:, :2], (b[:, :2] + b[:, 2:]) / 2
+    m = max(min_size, 0.)
+    code = np.select([(wh <= 0).any(1), (cwh <= 0).any(1),
+                      ((centre < 0) | (centre > lim[:, 2:])).any(1), (cwh <= m).any(1),
+                      ((b[:, :2] < -tol) | (b[:, 2:] > lim[:, 2:] + tol)).any(1)],
+                     np.arange(1, 6), 0)  # 1 + index in BOX_KINDS; 0: none
+    return clip.astype(np.float32), (cwh > m).all(1), np.array(("",) + BOX_KINDS)[code]
+
 def coco_boxes_xyxy(xywh, # float [N, 4] COCO boxes (x, y, w, h), pixels
                     size, # (H, W) of the image, or int [N, 2] one per box
                     min_size:float=1., # boxes with w or h <= min_size px after clipping: degenerate
                    ) -> tuple: # (float32 [N, 4] xyxy px clipped, bool [N] not degenerate)
     "COCO xywh boxes as xyxy clipped to the image, and which of them are not degenerate."
     b = np.asarray(xywh, np.float64).reshape(-1, 4)
-    hw = np.broadcast_to(np.asarray(size, np.float64).reshape(-1, 2), (len(b), 2))
-    xyxy = np.minimum(np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1).clip(0),
-                      hw[:, [1, 0, 1, 0]])
-    keep = (xyxy[:, 2] - xyxy[:, 0] > min_size) & (xyxy[:, 3] - xyxy[:, 1] > min_size)
-    return xyxy.astype(np.float32), keep
+    return box_outcomes(np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), size, min_size)[:2]
 
 # %% ../../nbs/01b_data.coco.ipynb #d97032a3
 def image_problem(path, size:tuple|None=None, decode:bool=True) -> tuple|None:
@@ -104,13 +182,117 @@ def image_problems(paths, sizes=None, decode:bool=True, workers:int|None=None) -
     with ThreadPoolExecutor(workers or min(16, os.cpu_count() or 1)) as ex:
         return list(ex.map(image_problem, paths, sizes, [decode] * len(paths)))
 
-# %% ../../nbs/01b_data.coco.ipynb #2b3f2fcf
-def _sizes(ann_file, imgs): # -> int [N, 2] (H, W)
+# %% ../../nbs/01b_data.coco.ipynb #2a4d6b01
+def _field(anns:list, key:str) -> list: # a[key] of every annotation, None where not there
     try:
-        return np.array([(im["height"], im["width"]) for im in imgs], np.int64).reshape(-1, 2)
+        return list(map(operator.itemgetter(key), anns))  # fast
     except KeyError:
-        raise ValueError(f"{ann_file}: image entries need 'height' and 'width'") from None
+        return [a.get(key) for a in anns]
 
+def _refs(anns:list, key:str, table:dict) -> np.ndarray: # int [A]: table[a[key]], -1 if not there
+    vals = _field(anns, key)
+    if set(map(type, vals)) <= {int}:  # the usual case, fast; else no bool, float or list matches
+        return np.fromiter(map(table.get, vals, itertools.repeat(-1)), np.int64, len(vals))
+    return np.array([table.get(v, -1) if type(v) is int else -1 for v in vals], np.int64)
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except OverflowError: # an integer beyond float range
+        return math.copysign(math.inf, v)
+
+def _four_numbers(rows:list) -> np.ndarray: # bool [A]: a list of 4 ints or floats (not bools)
+    if set(map(type, rows)) <= {list} and set(map(len, rows)) <= {4}:  # fast path
+        if set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
+            return np.ones(len(rows), bool)
+    return np.array([type(b) is list and len(b) == 4 and all(type(v) in (int, float) for v in b)
+                     for b in rows], bool).reshape(-1)
+
+def _bboxes(anns:list) -> tuple: # (float64 [A, 4] xywh, NaN unless 4 numbers; bool [A] 4 numbers)
+    rows = _field(anns, "bbox")
+    ok, out = _four_numbers(rows), np.full((len(rows), 4), np.nan)
+    good = rows if ok.all() else [rows[k] for k in np.flatnonzero(ok)]
+    try:
+        out[ok] = np.array(good, np.float64).reshape(-1, 4)
+    except OverflowError:
+        out[ok] = np.array([[_num(v) for v in b] for b in good], np.float64).reshape(-1, 4)
+    return out, ok
+
+# %% ../../nbs/01b_data.coco.ipynb #2a4d6b02
+def _first_equal(keys:np.ndarray, cand:np.ndarray) -> np.ndarray: # int [A]: earlier equal row or -1
+    """For each candidate row of `keys`, the first earlier candidate row equal to it (else -1):
+    rows sharing a fingerprint (one number per row: few) are compared exactly."""
+    first, idx = np.full(len(keys), -1), np.flatnonzero(cand)
+    fp = keys[idx] @ (1 + np.sqrt(np.arange(2., 2 + keys.shape[1])) % 1)
+    _, inv, n = np.unique(fp, return_inverse=True, return_counts=True)
+    seen = {}
+    for k in idx[n[inv.reshape(-1)] > 1]:
+        first[k] = seen.setdefault(tuple(keys[k].tolist()), k)
+    first[first == np.arange(len(keys))] = -1
+    return first
+
+def _sizes(imgs:list) -> np.ndarray: # int [N, 2] (H, W) of checked image entries
+    return np.array([(im["height"], im["width"]) for im in imgs], np.int64).reshape(-1, 2)
+
+ANN_KINDS = ("unknown_image", "bad_row", "non_finite", "unknown_class", "duplicate") + BOX_KINDS
+
+# %% ../../nbs/01b_data.coco.ipynb #2a4d6b03
+def check_annotations(data:dict, # a checked COCO dict (`read_coco_json`)
+                      cat_ids:list, # category ids in label order
+                      min_size:float=1., tol:float=1., # as in `box_outcomes`
+                     ) -> dict: # img, lab, crowd, first: int/bool [A]; xyxy [A, 4]; keep, kind [A]
+    "Image index, label, clipped xyxy box, crowd flag, kept or not and kind of every annotation."
+    anns, imgs = data["annotations"], data["images"]
+    img = _refs(anns, "image_id", {im["id"]: k for k, im in enumerate(imgs)})
+    lab = _refs(anns, "category_id", {c: k for k, c in enumerate(cat_ids)})
+    b, four = _bboxes(anns)
+    finite = np.isfinite(b).all(1) & np.isfinite(b[:, :2] + b[:, 2:]).all(1)
+    fine = (img >= 0) & finite & (lab >= 0)
+    xyxy = np.where(fine[:, None], np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), 0)
+    sizes = _sizes(imgs)[img.clip(0)] if len(imgs) else np.ones((len(anns), 2))
+    clip, keep, box_kind = box_outcomes(xyxy, sizes, min_size, tol)
+    crowd = np.array(list(map(bool, _field(anns, "iscrowd"))), bool).reshape(-1)
+    keys = np.column_stack([img, lab, crowd, np.round(np.nan_to_num(b), 2)])
+    lost = (box_kind == BOX_KINDS[0]) | (box_kind == BOX_KINDS[1])  # zero_area, out_of_image
+    first = _first_equal(keys, fine & ~lost)
+    code = np.select([img < 0, ~four, ~finite, lab < 0, ~lost & (first >= 0)], np.arange(1, 6), 0)
+    kind = np.where(code > 0, np.array(("",) + ANN_KINDS[:5])[code], box_kind)
+    return dict(img=img, lab=lab, crowd=crowd, first=first, xyxy=clip, kind=kind,
+                keep=fine & keep & (first < 0))
+
+# %% ../../nbs/01b_data.coco.ipynb #2a4d6b04
+ANN_REASONS = { # kind -> why, from the fields `annotation_entries` fills in
+    "unknown_image": "image_id {image_id!r:.40} is not in 'images': dropped",
+    "bad_row": "bbox {bbox!r:.60} is not 4 numbers [x, y, w, h]: dropped",
+    "non_finite": "bbox {bbox} is not finite: dropped",
+    "unknown_class": "category_id {category_id!r:.40} is not in 'categories': dropped",
+    "zero_area": "bbox {bbox} has no area (w or h <= 0): dropped",
+    "out_of_image": "bbox {bbox} lies wholly outside the {H}x{W} (HxW) image: dropped",
+    "out_of_range": "bbox {bbox} has its centre outside the {H}x{W} (HxW) image: {fate}",
+    "degenerate": "bbox {bbox} is {cw:g}x{ch:g} px (WxH) in the image, <= min_size: dropped",
+    "clipped": "bbox {bbox} sticks out of the {H}x{W} (HxW) image: clipped to {clip}",
+    "duplicate": "same image, class and box as annotation {first}: dropped"}
+
+def _xyxy(v) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in v) + "]"
+
+# %% ../../nbs/01b_data.coco.ipynb #2a4d6b05
+def annotation_entries(report:DatasetReport, data:dict, chk:dict, files:list,
+                       skip:tuple=()) -> DatasetReport:
+    """Every annotation of `check_annotations` with a kind (not in `skip`) into `report`, under its
+    image file (the JSON's own for `unknown_image`), with the annotation id and why."""
+    anns, sizes = data["annotations"], _sizes(data["images"])
+    for k in np.flatnonzero((chk["kind"] != "") & ~np.isin(chk["kind"], skip)):
+        a, kind, i, c = anns[k], str(chk["kind"][k]), chk["img"][k], chk["xyxy"][k]
+        H, W = sizes[i] if i >= 0 else (0, 0)
+        fate = f"clipped to {_xyxy(c)}" if chk["keep"][k] else "dropped"
+        why = ANN_REASONS[kind].format(
+            **{f: a.get(f) for f in ("image_id", "bbox", "category_id")}, H=H, W=W, fate=fate,
+            cw=c[2] - c[0], ch=c[3] - c[1], clip=_xyxy(c), first=anns[chk["first"][k]].get("id"))
+        report.add(kind, files[i] if i >= 0 else report.source, f"annotation {a['id']}: {why}")
+    return report
+
+# %% ../../nbs/01b_data.coco.ipynb #2b3f2fcf
 def _per_image_split(values, img, mask, n:int) -> list:
     "Rows of `values` where `mask`, grouped by image index `img` (0..n-1)."
     idx = np.flatnonzero(mask)
@@ -120,67 +302,91 @@ def _per_image_split(values, img, mask, n:int) -> list:
 # %% ../../nbs/01b_data.coco.ipynb #eec068f9
 class COCODetection(DetectionDataset):
     """COCO JSON detection split (the detection sample); `cat_ids[label]` is the original
-    `category_id`."""
-    _per_image = DetectionDataset._per_image + ("crowd_boxes", "crowd_labels")
+    `category_id`; `report` lists every annotation and image it dropped, clipped or flagged."""
+    _per_image = DetectionDataset._per_image + ("crowd_boxes", "crowd_labels", "ann_ids")
     def __init__(self,
                  root_or_images_dir, # COCO root, or the folder of the images themselves
                  ann_file, # "annotations/instances_val2017.json": as is, under root[/annotations]
                  transforms=None, # called as transforms(image, target)
                  min_size:float=1., # drop boxes with w or h <= min_size px after clipping
                  keep_crowd:bool=False, # also return target["crowd_boxes"], ["crowd_labels"]
-                 skip_bad:bool=False, # drop bad images (listed in `.skipped`) instead of failing
+                 skip_bad:bool=False, # leave out bad images (in `.report`, `.skipped`), not fail
+                 decode:bool=True, # skip_bad: decode every image (False: check its header only)
+                 tol:float=1., # px a box may stick out of the image before it counts as clipped
+                 strict:bool=False, # any problem in `.report` raises a `DatasetError`
+                 need_boxes:bool=True, # False: a split without any box is counted, not an error
                 ):
         root = Path(root_or_images_dir).expanduser()
         self.ann_file = resolve_ann_file(root, ann_file)
-        coco = load_coco(self.ann_file)
+        data = read_coco_json(self.ann_file)
         self.transforms, self.min_size, self.keep_crowd = transforms, min_size, keep_crowd
-        self.cat_ids = sorted(coco.getCatIds())
-        self.classes = tuple(c["name"] for c in coco.loadCats(self.cat_ids))
-        self.cat_id_to_label = {c: i for i, c in enumerate(self.cat_ids)}
-        imgs = coco.loadImgs(coco.getImgIds())
-        self.images_dir = find_images_dir(root, self.ann_file, [im["file_name"] for im in imgs])
-        self._index(coco, imgs)
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        self.cat_ids = sorted(names)
+        self.classes = tuple(names[c] for c in self.cat_ids)
+        files = [im["file_name"] for im in data["images"]]
+        self.images_dir = find_images_dir(root, self.ann_file, files)
+        self.report = DatasetReport(self.ann_file, kinds=("images", "boxes"))
+        self._index(data, tol)
         self.skipped = []
-        self._check_files(skip_bad)
+        self._check_files(skip_bad, decode)
+        self._check_split(need_boxes)
+        self.report.check(strict)
 
-    def _index(self, coco:COCO, imgs):
-        """Per-image arrays from the JSON (vectorised): boxes clipped and filtered, crowd apart,
-        `stats`."""
-        self.image_ids, self.sizes = [im["id"] for im in imgs], _sizes(self.ann_file, imgs)
+    def _index(self, data:dict, tol:float):
+        """Per-image arrays of the kept annotations (vectorised), crowd apart; every annotation with
+        a kind in `report`; `stats`."""
+        imgs, anns, n = data["images"], data["annotations"], len(data["images"])
+        self.image_ids, self.sizes = [im["id"] for im in imgs], _sizes(imgs)
         self.image_files = [self.images_dir/im["file_name"] for im in imgs]
-        pos = {iid: k for k, iid in enumerate(self.image_ids)}
-        anns = [a for a in coco.dataset["annotations"] if a.get("image_id") in pos]
-        img = np.array([pos[a["image_id"]] for a in anns], np.int64)
-        lab = np.array([self.cat_id_to_label.get(a["category_id"], -1) for a in anns], np.int64)
-        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
-        xyxy, keep = coco_boxes_xyxy([a["bbox"] for a in anns], self.sizes[img], self.min_size)
-        good, crowd_ok, n = keep & (lab >= 0) & ~crowd, keep & (lab >= 0) & crowd, len(imgs)
-        self.boxes = _per_image_split(xyxy, img, good, n)
-        self.labels = _per_image_split(lab, img, good, n)
+        chk = check_annotations(data, self.cat_ids, self.min_size, tol)
+        annotation_entries(self.report, data, chk, self.image_files)
+        img, lab, xyxy, crowd = chk["img"], chk["lab"], chk["xyxy"], chk["crowd"]
+        good, crowd_ok = chk["keep"] & ~crowd, chk["keep"] & crowd
+        self.boxes, self.labels = (_per_image_split(v, img, good, n) for v in (xyxy, lab))
         self.crowd_boxes = _per_image_split(xyxy, img, crowd_ok, n)
         self.crowd_labels = _per_image_split(lab, img, crowd_ok, n)
+        ids = np.array([a["id"] for a in anns], np.int64)
+        self.ann_ids = _per_image_split(ids, img, chk["keep"], n)
+        self.report.add("images", n=n)
+        if crowd_ok.any():
+            self.report.add("crowd", n=int(crowd_ok.sum()))
+        dropped = Counter(chk["kind"][~crowd].tolist())
         self.stats = Counter(images=n, boxes=int(good.sum()), crowd=int(crowd.sum()),
-                             degenerate=int((~keep & ~crowd).sum()),
+                             degenerate=sum(dropped[k] for k in BOX_KINDS[:2] + ("degenerate",)),
                              unknown_category=int((lab < 0).sum()))
-        if self.stats["unknown_category"]:
-            log.warning(f"{self.ann_file}: {self.stats['unknown_category']} annotation(s) with a "
-                        f"category_id not in 'categories' left out")
 
-    def _check_files(self, skip_bad:bool):
-        """Fail on missing images, or with `skip_bad` drop every image not decoding to its annotated
-        size."""
+    def _check_files(self, skip_bad:bool, decode:bool):
+        """Missing images are an error; with `skip_bad`, every image that does not open (decode)
+        at its annotated size is left out instead, each in `report` and `skipped`."""
         if not skip_bad:
-            missing = [f for f in self.image_files if not f.is_file()]
+            missing = [str(f) for f in self.image_files if not f.is_file()]
             if missing:
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
                 raise FileNotFoundError(f"{len(missing)} image(s) listed in {self.ann_file} are "
-                                        f"missing, e.g. {missing[0]}")
+                                        f"missing: {', '.join(missing[:3])}{more} (skip_bad "
+                                        "leaves them out)")
             return
-        probs = image_problems(self.image_files, list(map(tuple, self.sizes)))
-        self.skipped = [f"{f}: {p[1]}" for f, p in zip(self.image_files, probs) if p]
+        probs = image_problems(self.image_files, list(map(tuple, self.sizes)), decode)
+        for f, p in zip(self.image_files, probs):
+            if p:
+                self.report.add(p[0], f, f"{p[1]}: image left out")
+                self.skipped.append(f"{f}: {p[1]}")
         self._keep([i for i, p in enumerate(probs) if p is None])
-        if self.skipped:
-            log.warning(f"{self.ann_file}: skipped {len(self.skipped)} bad image(s), e.g. "
-                        f"{self.skipped[0]}")
+
+    def _check_split(self, need_boxes:bool):
+        "Count the boxes; none at all is an error (`no_labels` in `report` unless `need_boxes`)."
+        n = sum(map(len, self.labels))
+        self.report.counts["boxes"] = n
+        if (empty := sum(len(l) == 0 for l in self.labels)):
+            self.report.add("background", n=empty)
+        if n:
+            return
+        probs = ", ".join(f"{k} {v}" for k, v in self.report.problems.items())
+        why = f"no usable box in its {len(self)} image(s)" + (f" ({probs})" if probs else "")
+        self.report.add("no_labels", self.ann_file, why)
+        if need_boxes:
+            raise ValueError(f"{self.ann_file}: {why}: a training split without boxes trains "
+                             "nothing and a validation split has no mAP")
 
     def extra_target(self, i:int) -> dict:
         "Crowd boxes and labels of image `i` when `keep_crowd`."
@@ -193,9 +399,14 @@ class COCODetection(DetectionDataset):
 
     @property
     def coco(self) -> COCO:
-        "The pycocotools index of `ann_file`, loaded on first use."
+        """pycocotools index of the ground truth served: the kept images and their kept (and crowd)
+        annotations of `ann_file`, built on first use."""
         if getattr(self, "_coco", None) is None:
-            self._coco = load_coco(self.ann_file)
+            d = read_coco_json(self.ann_file)
+            ids, anns = set(self.image_ids), {int(a) for a in np.concatenate(self.ann_ids or [[]])}
+            self._coco = coco_index({**d, "images": [m for m in d["images"] if m["id"] in ids],
+                                     "annotations": [a for a in d["annotations"]
+                                                     if a["id"] in anns]})
         return self._coco
 
     def to_category_ids(self, labels) -> list:

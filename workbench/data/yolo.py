@@ -4,17 +4,20 @@
 
 # %% ../../nbs/01c_data.yolo.ipynb #9c13b31c
 from __future__ import annotations
-import hashlib, json, logging, os
+import hashlib, json, logging, math, os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from PIL import Image
 from ..core import atomic_write
+from .coco import BOX_KINDS, box_outcomes, image_problems
 from .core import DatasetReport, DetectionDataset
 
 # %% auto #0
-__all__ = ['log', 'IMG_EXTS', 'IMAGE_KINDS', 'CACHE_VERSION', 'read_key_values', 'parse_data_file', 'list_images', 'label_path',
-           'parse_label_rows', 'scan_image', 'label_report', 'files_key', 'scan_labels', 'cache_path', 'yolo_to_xyxy',
+__all__ = ['log', 'IMG_EXTS', 'IMAGE_KINDS', 'BACKGROUND', 'CACHE_VERSION', 'BOX_WHY', 'read_key_values', 'parse_data_file',
+           'list_images', 'label_path', 'parse_label_rows', 'scan_image', 'listed_again', 'usable', 'label_report',
+           'row_report', 'files_key', 'scan_labels', 'cache_path', 'yolo_to_xyxy', 'split_boxes', 'split_problems',
            'YOLODataset']
 
 # %% ../../nbs/01c_data.yolo.ipynb #465c8c13
@@ -70,6 +73,8 @@ def parse_data_file(path) -> dict:
     d["names"] = [l.strip() for l in names_file.read_text().splitlines() if l.strip()]
     if not d["names"]:
         raise ValueError(f"{p}: names={names_file} holds no class names")
+    if twice := [n for n, c in Counter(d["names"]).items() if c > 1]:
+        raise ValueError(f"{p}: names={names_file} lists {twice[:5]} more than once")
     d["classes"] = _data_int(p, "classes", d.get("classes", str(len(d["names"]))))
     if d["classes"] != len(d["names"]):
         raise ValueError(f"{p}: classes={d['classes']} but names={names_file} lists "
@@ -77,9 +82,9 @@ def parse_data_file(path) -> dict:
     if "category_ids" in d:
         ids = d["category_ids"].replace(",", " ").split()
         d["category_ids"] = [_data_int(p, "category_ids", v) for v in ids]
-        if len(d["category_ids"]) != d["classes"]:
-            raise ValueError(f"{p}: category_ids has {len(d['category_ids'])} ids for "
-                             f"{d['classes']} classes")
+        if len(set(d["category_ids"])) != d["classes"]:
+            raise ValueError(f"{p}: category_ids has {len(set(d['category_ids']))} distinct ids "
+                             f"for {d['classes']} classes")
     return d
 
 # %% ../../nbs/01c_data.yolo.ipynb #1a491424
@@ -116,6 +121,8 @@ def label_path(img) -> Path:
 # %% ../../nbs/01c_data.yolo.ipynb #656ff3c2
 def _row_problem(r:tuple, nc:int) -> tuple|None: # (kind, message) of a parsed row; None: good
     c, box = r[0], r[1:]
+    if not all(map(math.isfinite, r)):
+        return "non_finite", f"{' '.join(f'{v:g}' for v in r)} is not finite"
     if not 0 <= c < nc or c != int(c):
         return "unknown_class", f"class {c:g} not in 0..{nc - 1}"
     if not all(0 <= v <= 1 for v in box):
@@ -175,29 +182,65 @@ def scan_image(img, nc:int) -> dict:
     rec["problems"] += [list(p) for p in probs]
     return rec
 
+# %% ../../nbs/01c_data.yolo.ipynb #584fbeb0
+def listed_again(img_files) -> list: # bool per image: an earlier entry is the same file
+    seen, out = set(), []
+    for f in map(str, img_files):
+        out.append(f in seen)
+        seen.add(f)
+    return out
+
+def usable(img_files, records) -> list: # indices of the images a dataset keeps
+    "The images without problems, each listed once."
+    return [k for k, (r, again) in enumerate(zip(records, listed_again(img_files)))
+            if not (r["problems"] or again)]
+
+def _rows_again(r:DatasetReport, lp, rec:dict):
+    if rec["duplicates"]:
+        r.add("duplicate", lp, f"{rec['duplicates']} duplicate row(s) removed", n=rec["duplicates"])
+
 # %% ../../nbs/01c_data.yolo.ipynb #584fbebc
+BACKGROUND = {"missing": "no label file: background image", "empty": "empty: background image"}
+
 def label_report(source, img_files, records) -> DatasetReport:
-    "The found / missing / empty / duplicate / corrupt report of a scanned split, naming the files."
+    "File by file: found / missing / empty label files, duplicate rows or entries, corrupt files."
     r = DatasetReport(source, kinds=("images", "found", "missing", "empty", "duplicate", "corrupt"))
     r.add("images", n=len(img_files))
-    for img, rec in zip(img_files, records):
+    for img, rec, again in zip(img_files, records, listed_again(img_files)):
+        if again:
+            r.add("duplicate", img, f"listed again in {source}: left out")
+            continue
         lp = label_path(img)
-        if rec["status"] == "found":
-            r.add("found")
-        else:
-            missing = rec["status"] == "missing"
-            reason = "no label file: background image" if missing else "empty: background image"
-            r.add(rec["status"], lp, reason)
-        if rec["duplicates"]:
-            r.add("duplicate", lp, f"{rec['duplicates']} duplicate row(s) removed")
+        st = rec["status"]
+        r.add(st, *(() if st == "found" else (lp, BACKGROUND[st])))
+        _rows_again(r, lp, rec)
         if rec["problems"]:
             more = "; …" if len(rec["problems"]) > 3 else ""
             reasons = "; ".join(reason for _, reason in rec["problems"][:3]) + more
             r.add("corrupt", img if rec["problems"][0][0] in IMAGE_KINDS else lp, reasons)
     return r
 
+# %% ../../nbs/01c_data.yolo.ipynb #584fbebd
+def row_report(source, img_files, records) -> DatasetReport:
+    "Row by row: every bad row (or image) under its kind, and the `background` images."
+    r = DatasetReport(source, kinds=("images", "boxes", "background"))
+    r.add("images", n=len(img_files))
+    for img, rec, again in zip(img_files, records, listed_again(img_files)):
+        if again:
+            r.add("duplicate", img, f"listed again in {source}: left out")
+            continue
+        lp = label_path(img)
+        if rec["status"] != "found":
+            r.add("background")
+        _rows_again(r, lp, rec)
+        for kind, reason in rec["problems"]:
+            r.add(kind, img if kind in IMAGE_KINDS else lp, reason)
+        if not rec["problems"]:
+            r.add("boxes", n=len(rec["labels"]))
+    return r
+
 # %% ../../nbs/01c_data.yolo.ipynb #6793e038
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: non-finite rows are `non_finite`
 
 def files_key(img_files, nc:int) -> str:
     "Hash of `nc` and the path, size and mtime of every image and its label file."
@@ -247,48 +290,118 @@ def cache_path(source) -> Path|None:
     return label_path(p/"x").parent.with_suffix(".cache")
 
 # %% ../../nbs/01c_data.yolo.ipynb #422b82cb
+def _yolo_xyxy(cxcywh, size) -> np.ndarray: # float64 [N, 4] xyxy px, not clipped
+    hw = np.asarray(size, np.float64).reshape(-1, 2)  # (H, W), or one per box
+    b = np.asarray(cxcywh, np.float64).reshape(-1, 4) * hw[:, [1, 0, 1, 0]]
+    return np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], 1)
+
 def yolo_to_xyxy(cxcywh, # float [N, 4] normalised cx, cy, w, h
                  size:tuple, # (H, W) of the image
                 ): # float32 [N, 4] xyxy px, clipped to the image
     "Normalised YOLO boxes as absolute xyxy pixel boxes inside the image."
-    (h, w), b = size, np.asarray(cxcywh, np.float64).reshape(-1, 4)
-    b = b * [w, h, w, h]
-    xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], 1)
-    return xyxy.clip(0, [w, h, w, h]).astype(np.float32)
+    h, w = size
+    return _yolo_xyxy(cxcywh, size).clip(0, [w, h, w, h]).astype(np.float32)
+
+# %% ../../nbs/01c_data.yolo.ipynb #4b1c2d01
+BOX_WHY = {"zero_area": "without area: dropped", "out_of_image": "outside the image: dropped",
+           "out_of_range": "with the centre outside the image: clipped",
+           "degenerate": "<= min_size px once clipped: dropped", "clipped": "clipped to the image"}
+
+def split_boxes(img_files, records, min_size:float=0., tol:float=1.,
+                report:DatasetReport|None=None) -> tuple: # (keep, rows [n, 5], xyxy [n, 4] each)
+    """The `usable` images, their kept rows (float32 class cx cy w h) and xyxy px boxes (float32,
+    clipped), in one `box_outcomes` pass; clipped or dropped boxes counted into `report`."""
+    keep = usable(img_files, records)
+    if not keep:
+        return keep, [], []
+    rows = [np.array(records[k]["labels"], np.float32).reshape(-1, 5) for k in keep]
+    img = np.repeat(np.arange(len(keep)), [len(x) for x in rows])
+    ln = np.concatenate(rows)
+    hw = np.array([records[k]["shape"] for k in keep], np.int64)[img]
+    xyxy, kept, kind = box_outcomes(_yolo_xyxy(ln[:, 1:], hw), hw, min_size, tol)
+    counted = Counter(zip(img[kind != ""].tolist(), kind[kind != ""].tolist()))
+    for (i, k), n in counted.items() if report is not None else ():
+        report.add(k, label_path(img_files[keep[i]]), f"{n} box(es) {BOX_WHY[k]}", n=n)
+    cuts = np.cumsum(np.bincount(img[kept], minlength=len(keep)))[:-1]
+    return keep, np.split(ln[kept], cuts), np.split(xyxy[kept], cuts)
+
+# %% ../../nbs/01c_data.yolo.ipynb #4b1c2d02
+def split_problems(source, img_files, records, n_boxes:int) -> list: # [(kind, file, reason)]
+    "A split where no image has a label file (`missing_label`), or without any box (`no_labels`)."
+    if records and all(r["status"] == "missing" for r in records):
+        dirs = sorted({str(label_path(f).parent) for f in img_files})
+        where = ", ".join(dirs[:3]) + (" …" if len(dirs) > 3 else "")
+        return [("missing_label", dirs[0], f"none of the {len(records)} images has a label file "
+                 f"(expected {label_path(img_files[0])}, labels in {where}: the image path with "
+                 "its last 'images' folder replaced by 'labels'); every image would train as "
+                 "background")]
+    if not n_boxes:
+        return [("no_labels", str(source), f"no box in any of its {len(records)} images: a "
+                 "training split without boxes trains nothing and a validation split has no mAP")]
+    return []
 
 # %% ../../nbs/01c_data.yolo.ipynb #80252984
 class YOLODataset(DetectionDataset):
     """YOLO-txt split: `class cx cy w h` rows as absolute xyxy pixel boxes under the detection
-    sample contract; unlabelled images are background."""
+    sample contract; unlabelled images are background; `report` lists every file left out."""
     _per_image = DetectionDataset._per_image + ("labels_norm",)
     def __init__(self, source, # image-list .txt, image folder, or list of image paths
                  classes, # class names, or their number
                  transforms=None, # called as transforms(image, target)
                  strict:bool=False, # raise `DatasetError` on any problem (else skip corrupt files)
                  cache=True, # True: the default `cache_path(source)`; a path; False: no cache
+                 skip_bad:bool=False, # also decode every image up front, leaving out bad ones
+                 min_size:float=0., # drop boxes with w or h <= min_size px after clipping
+                 tol:float=1., # px a box may stick out of the image before it counts as clipped
+                 need_boxes:bool=True, # False: a split without labels is counted, not an error
                 ):
         if isinstance(classes, int):
             classes = [str(c) for c in range(classes)]
-        self.classes = tuple(classes)
-        self.source, self.transforms = source, transforms
+        self.classes, self.source, self.transforms = tuple(classes), source, transforms
         self.all_files = list_images(source)
         self.cache_file = cache_path(source) if cache is True else (Path(cache) if cache else None)
         records, self.from_cache = scan_labels(self.all_files, len(self.classes), self.cache_file)
-        name = source if not isinstance(source, (list, tuple)) else "image list"
-        self.report = label_report(name, self.all_files, records).check(strict)
-        self._index(records)
-    def _index(self, records):
-        """Per-image arrays of the images without problems (the scan records themselves are not
-        kept)."""
-        keep = [k for k, r in enumerate(records) if not r["problems"]]
+        self.name = source if not isinstance(source, (list, tuple)) else "image list"
+        self.report = label_report(self.name, self.all_files, records)
+        self._index(records, min_size, tol)
+        if skip_bad:
+            self._decode_all()
+        self._check_split(records, need_boxes)
+        self.report.check(strict)
+
+    def _index(self, records, min_size:float, tol:float):
+        """Per-image arrays of the `usable` images (the scan records themselves are not kept); the
+        others in `skipped`."""
+        keep, self.labels_norm, self.boxes = split_boxes(self.all_files, records, min_size, tol,
+                                                         self.report)
         if not keep:
             raise ValueError(f"no usable image in {self.source}: {self.report.summary()}")
+        kept = set(keep)
+        self.skipped = [f"{f}: " + ("; ".join(why for _, why in r["problems"]) or "listed again")
+                        for k, (f, r) in enumerate(zip(self.all_files, records)) if k not in kept]
         self.image_files = [self.all_files[k] for k in keep]
         self.image_ids = list(range(1, len(keep) + 1))
         self.sizes = np.array([records[k]["shape"] for k in keep], np.int64).reshape(-1, 2)
-        self.labels_norm = [np.array(records[k]["labels"], np.float32).reshape(-1, 5) for k in keep]
         self.labels = [l[:, 0].astype(np.int64) for l in self.labels_norm]
-        self.boxes = [yolo_to_xyxy(l[:, 1:], s) for l, s in zip(self.labels_norm, self.sizes)]
+
+    def _decode_all(self):
+        "Decode every image (skip_bad): those that fail are left out, in `report` and `skipped`."
+        probs = image_problems(self.image_files, list(map(tuple, self.sizes)))
+        for f, p in zip(self.image_files, probs):
+            if p:
+                self.report.add("corrupt", f, f"{p[1]}: image left out")
+                self.skipped.append(f"{f}: {p[1]}")
+        self._keep([i for i, p in enumerate(probs) if p is None])
+        self.image_ids = list(range(1, len(self) + 1))
+
+    def _check_split(self, records, need_boxes:bool):
+        "`split_problems` into `report`; errors unless not `need_boxes`."
+        n = sum(map(len, self.labels))
+        for kind, f, why in split_problems(self.name, self.all_files, records, n):
+            self.report.add(kind, f, why)
+            if need_boxes:
+                raise ValueError(f"{self.name}: {why}")
+
     @classmethod
     def from_data_file(cls, data_file, split:str="train", **kwargs):
         """The `train` or `valid` (alias `val`) split of a Darknet `.data` file, with its class
