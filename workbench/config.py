@@ -252,6 +252,9 @@ def set_key(cfg, key:str, value):
         obj[last] = value
         return cfg
     if last not in _field_names(obj): raise _unknown(key, last, obj)
+    if dataclasses.is_dataclass(getattr(obj, last)):
+        raise ValueError(f"config key {key!r} is a section: set its fields, e.g. "
+                         f"{key}.{fields(getattr(obj, last))[0].name}=...")
     setattr(obj, last, _coerce(value, {f.name: f.type for f in fields(obj)}[last], key))
     return cfg
 

@@ -609,7 +609,8 @@ class Learner:
     def _try(self, fn) -> str|None:
         "Run `fn` on every process; the first process's error message, or None when all succeeded."
         try: fn(); err = None
-        except Exception as e: err = str(e) or type(e).__name__
+        except Exception as e:
+            err = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or repr(e)
         errs = gather_object([err]) if self.acc.num_processes > 1 else [err]
         return next((e for e in errs if e is not None), None)
 

@@ -83,7 +83,8 @@ def check_loaded(model:nn.Module,
                 ) -> str: # "loaded <source>: <k>/<n> tensors (...)"
     "The line a load prints; a `ValueError` naming `source` when too little of the model loaded."
     skip = set(report.get("dropped", ()))  # dropped on purpose (e.g. another class count)
-    target = [k for k in model.state_dict() if k.startswith(prefix) and k not in skip]
+    target = [k for k, v in model.state_dict().items()  # float: not BatchNorm's step counts
+              if k.startswith(prefix) and k not in skip and v.is_floating_point()]
     loaded = len(target) - len(set(report["missing"]) & set(target))
     rest = ", ".join(f"{len(v)} {k}" for k, v in report.items() if v)
     line = f"loaded {source}: {loaded}/{len(target)} tensors" + (f" ({rest})" if rest else "")
