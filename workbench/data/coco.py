@@ -277,12 +277,11 @@ def _xyxy(v) -> str:
     return "[" + ", ".join(f"{x:g}" for x in v) + "]"
 
 # %% ../../nbs/01b_data.coco.ipynb #2a4d6b05
-def annotation_entries(report:DatasetReport, data:dict, chk:dict, files:list,
-                       skip:tuple=()) -> DatasetReport:
-    """Every annotation of `check_annotations` with a kind (not in `skip`) into `report`, under its
-    image file (the JSON's own for `unknown_image`), with the annotation id and why."""
+def annotation_entries(report:DatasetReport, data:dict, chk:dict, files:list) -> DatasetReport:
+    """Every annotation of `check_annotations` with a kind into `report`, under its image file (the
+    JSON's own for `unknown_image`), with the annotation id and why."""
     anns, sizes = data["annotations"], _sizes(data["images"])
-    for k in np.flatnonzero((chk["kind"] != "") & ~np.isin(chk["kind"], skip)):
+    for k in np.flatnonzero(chk["kind"] != ""):
         a, kind, i, c = anns[k], str(chk["kind"][k]), chk["img"][k], chk["xyxy"][k]
         H, W = sizes[i] if i >= 0 else (0, 0)
         fate = f"clipped to {_xyxy(c)}" if chk["keep"][k] else "dropped"

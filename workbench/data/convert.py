@@ -4,23 +4,26 @@
 
 # %% ../../nbs/01d_data.convert.ipynb #7548a0e5
 from __future__ import annotations
-import json, logging, os, shutil
+import json, logging, math, os, shutil
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 import numpy as np
 from PIL import Image
 from ..core import atomic_write
-from .coco import COCODetection, find_images_dir, image_problems, load_coco
+from .coco import (COCODetection, annotation_entries, box_outcomes,
+                                 check_annotations, find_images_dir, image_problems,
+                                 read_coco_json)
 from .core import DatasetError, DatasetReport
 from .voc import read_classes
-from .yolo import (IMAGE_KINDS, YOLODataset, cache_path, label_path, list_images,
-                                 parse_data_file,
-                                 read_key_values, scan_labels)
+from .yolo import (BOX_WHY, YOLODataset, cache_path, label_path, list_images,
+                                 parse_data_file, read_key_values, row_report, scan_labels,
+                                 split_boxes, split_problems)
 
 # %% auto #0
-__all__ = ['log', 'read_coco', 'write_coco', 'parse_voc_xml', 'voc_xml', 'voc_det_root', 'read_voc', 'write_voc', 'write_yolo',
-           'read_yolo', 'voc_to_coco', 'coco_to_voc', 'coco_to_yolo', 'yolo_to_coco', 'voc_to_yolo', 'validate_dataset']
+__all__ = ['log', 'checked_coco', 'coco_root', 'read_coco', 'write_coco', 'parse_voc_xml', 'voc_xml', 'voc_det_root', 'read_voc',
+           'write_voc', 'write_yolo', 'read_yolo', 'voc_to_coco', 'coco_to_voc', 'coco_to_yolo', 'yolo_to_coco',
+           'voc_to_yolo', 'validate_dataset']
 
 # %% ../../nbs/01d_data.convert.ipynb #c5597455
 log = logging.getLogger(__name__)
@@ -54,16 +57,27 @@ def _by_image(coco:dict) -> dict: # image id -> [annotation]
         out[a["image_id"]].append(a)
     return out
 
+def checked_coco(data:dict, source, images_dir) -> dict:
+    """`data` without the annotations `check_annotations` drops (`min_size=0`); one warning line
+    names them (`source`: the file they came from)."""
+    chk = check_annotations(data, sorted(c["id"] for c in data["categories"]), min_size=0.)
+    files = [Path(images_dir)/im["file_name"] for im in data["images"]]
+    annotation_entries(DatasetReport(source), data, chk, files).check()
+    return {**data, "annotations": [a for a, k in zip(data["annotations"], chk["keep"]) if k]}
+
 # %% ../../nbs/01d_data.convert.ipynb #3d539db0
+def coco_root(ann:Path) -> Path:
+    "The dataset folder of an annotation file: above `annotations/`, else its own folder."
+    return ann.parent.parent if ann.parent.name == "annotations" else ann.parent
+
 def read_coco(ann_file, images_dir=None) -> tuple: # (coco dict, images folder)
-    """A COCO JSON file as a dict, with the folder of its images (found as `COCODetection` does when
-    not given)."""
+    """A COCO JSON file as a checked dict (`checked_coco`), with the folder of its images (found as
+    `COCODetection` does when not given)."""
     ann = Path(ann_file).expanduser().absolute()
-    data = load_coco(ann).dataset
-    root = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
-    if images_dir:
-        return data, Path(images_dir)
-    return data, find_images_dir(root, ann, [im["file_name"] for im in data["images"]])
+    data = read_coco_json(ann)
+    names = [im["file_name"] for im in data["images"]]
+    images_dir = Path(images_dir) if images_dir else find_images_dir(coco_root(ann), ann, names)
+    return checked_coco(data, ann, images_dir), images_dir
 
 def write_coco(coco:dict, out_json) -> Path:
     "Write a COCO dict (atomically); returns the path."
@@ -181,7 +195,8 @@ def read_voc(root, # VOC folder with Annotations/ and JPEGImages/
                              bbox=[x1 - 1, y1 - 1, bw, bh], area=bw * bh,
                              iscrowd=int(bool(o["difficult"]) and difficult == "crowd"),
                              difficult=o["difficult"]))
-    return dict(images=images, annotations=anns, categories=cats), root/"JPEGImages"
+    data = dict(images=images, annotations=anns, categories=cats)
+    return checked_coco(data, root/"Annotations", root/"JPEGImages"), root/"JPEGImages"
 
 # %% ../../nbs/01d_data.convert.ipynb #80281606
 def write_voc(coco:dict, images_dir, out_root, split:str|None=None, images:str="symlink") -> Path:
@@ -301,14 +316,12 @@ def voc_to_yolo(voc_root, out_root, split:str="train", images:str="symlink", nam
 
 # %% ../../nbs/01d_data.convert.ipynb #4332af5a
 def _check_box(r:DatasetReport, file, what:str, xyxy, size, tol:float):
-    "Add zero_area / out_of_range entries for one xyxy box in an image of `size` (H, W)."
-    x1, y1, x2, y2 = xyxy
-    h, w = size if size else (None, None)
-    if x2 - x1 <= 0 or y2 - y1 <= 0:
-        r.add("zero_area", file, f"{what}: box xyxy {[round(v, 2) for v in xyxy]} has no area")
-    elif h and (x1 < -tol or y1 < -tol or x2 > w + tol or y2 > h + tol):
-        r.add("out_of_range", file,
-              f"{what}: box xyxy {[round(v, 2) for v in xyxy]} outside the {h}x{w} (HxW) image")
+    "The `box_outcomes` kind (if any) of one xyxy px box in an image of `size` (H, W) or None."
+    _, _, kind = box_outcomes([xyxy], size or (math.inf, math.inf), 0., tol)
+    if kind[0]:
+        where = f" of the {size[0]}x{size[1]} (HxW) image" if size else ""
+        r.add(str(kind[0]), file, f"{what}: box xyxy {[round(v, 2) for v in xyxy]} "
+                                  f"{BOX_WHY[kind[0]]}{where}")
 
 def _check_images(r:DatasetReport, paths, sizes, decode:bool):
     for p, prob in zip(paths, image_problems(paths, sizes, decode)):
@@ -316,40 +329,11 @@ def _check_images(r:DatasetReport, paths, sizes, decode:bool):
             r.add(prob[0], p, prob[1])
 
 # %% ../../nbs/01d_data.convert.ipynb #222b3584
-def _validate_coco(data:dict, images_dir:Path, source, decode:bool, tol:float) -> DatasetReport:
-    r, imgs, seen = DatasetReport(source, kinds=("images", "boxes")), {}, set()
-    for im in data["images"]:
-        if im["id"] in imgs:
-            r.add("duplicate", images_dir/im["file_name"], f"image id {im['id']} listed twice")
-        imgs[im["id"]] = im
-    r.add("images", n=len(imgs))
-    cats = {c["id"] for c in data["categories"]}
-    _check_images(r, [images_dir/im["file_name"] for im in imgs.values()],
-                  [(im.get("height"), im.get("width")) for im in imgs.values()], decode)
-    for a in data["annotations"]:
-        r.add("boxes")
-        im = imgs.get(a.get("image_id"))
-        what = f"annotation {a.get('id')}"
-        if im is None:
-            r.add("unknown_image", source,
-                  f"{what}: image_id {a.get('image_id')} is not in 'images'")
-            continue
-        f = images_dir/im["file_name"]
-        if a.get("category_id") not in cats:
-            r.add("unknown_class", f,
-                  f"{what}: category_id {a.get('category_id')} is not in 'categories'")
-        bbox = a.get("bbox")
-        numbers = isinstance(bbox, list) and all(isinstance(v, (int, float)) for v in bbox)
-        if not (numbers and len(bbox) == 4):
-            r.add("corrupt", f, f"{what}: bbox {bbox!r} is not [x, y, w, h]")
-            continue
-        x, y, w, h = bbox
-        _check_box(r, f, what, [x, y, x + w, y + h], (im.get("height"), im.get("width")), tol)
-        key = (a["image_id"], a.get("category_id"), *np.round(a["bbox"], 3).tolist())
-        if key in seen:
-            r.add("duplicate", f, f"{what}: same class and box as an earlier annotation")
-        seen.add(key)
-    return r
+def _validate_coco(ann, images_dir, decode:bool, tol:float, min_size:float=1.) -> DatasetReport:
+    "Report of the `COCODetection` of `ann`: every image checked, a split without boxes counted."
+    ann = Path(ann).expanduser().absolute()
+    return COCODetection(images_dir or coco_root(ann), ann, min_size=min_size, skip_bad=True,
+                         decode=decode, tol=tol, need_boxes=False).report
 
 # %% ../../nbs/01d_data.convert.ipynb #89db9238
 def _validate_voc(root:Path, split, classes, decode:bool, tol:float) -> DatasetReport:
@@ -381,48 +365,46 @@ def _validate_voc(root:Path, split, classes, decode:bool, tol:float) -> DatasetR
     return r
 
 # %% ../../nbs/01d_data.convert.ipynb #52051b39
-def _validate_yolo(files, records, source) -> DatasetReport:
-    r = DatasetReport(source, kinds=("images", "boxes", "background"))
-    for f, rec in zip(files, records):
-        r.add("images")
-        r.add("boxes", n=len(rec["labels"]))
-        if rec["status"] != "found":
-            r.add("background")
-        if rec["duplicates"]:
-            r.add("duplicate", label_path(f), f"{rec['duplicates']} duplicate row(s)")
-        for kind, reason in rec["problems"]:
-            r.add(kind, f if kind in IMAGE_KINDS else label_path(f), reason)
+def _validate_yolo(source, files, records, decode:bool, tol:float) -> DatasetReport:
+    "`row_report` of a scanned YOLO split, the boxes `YOLODataset` clips, `split_problems`."
+    r = row_report(source, files, records)
+    keep, rows, _ = split_boxes(files, records, tol=tol, report=r)
+    if decode:
+        _check_images(r, [files[k] for k in keep], [tuple(records[k]["shape"]) for k in keep],
+                      True)
+    for kind, f, why in split_problems(source, files, records, sum(map(len, rows))):
+        r.add(kind, f, why)
     return r
 
-def _yolo_source_report(source, nc:int) -> DatasetReport:
+def _yolo_source_report(source, nc:int, decode:bool, tol:float) -> DatasetReport:
     files = list_images(source)
-    return _validate_yolo(files, scan_labels(files, nc, cache_path(source))[0], source)
+    return _validate_yolo(source, files, scan_labels(files, nc, cache_path(source))[0], decode, tol)
 
 # %% ../../nbs/01d_data.convert.ipynb #d40eaab0
 def _validate(src, classes, split, decode, tol) -> DatasetReport:
     if isinstance(src, COCODetection):
-        return _validate_coco(src.coco.dataset, src.images_dir, src.ann_file, decode, tol)
+        return _validate_coco(src.ann_file, src.images_dir, decode, tol, src.min_size)
     if isinstance(src, YOLODataset):
-        return _validate_yolo(src.all_files,
-                              scan_labels(src.all_files, src.num_classes,
-                                          src.cache_file)[0], src.source)
+        recs = scan_labels(src.all_files, src.num_classes, src.cache_file)[0]
+        return _validate_yolo(src.source, src.all_files, recs, decode, tol)
     p = Path(src).expanduser().absolute()
     if p.suffix == ".json":
-        return _validate_coco(*read_coco(p), p, decode, tol)
+        return _validate_coco(p, None, decode, tol)
     if p.suffix == ".data":
         d, r = parse_data_file(p), DatasetReport(p)
         keys = [{"val": "valid"}.get(split, split)] if split else ["train", "valid"]
         if not any(k in d for k in keys):
             raise ValueError(f"{p}: missing key {keys[0]!r}")
         for s in dict.fromkeys(d[k] for k in keys if k in d):
-            r.update(_yolo_source_report(s, d["classes"]))
+            r.update(_yolo_source_report(s, d["classes"], decode, tol))
         return r
     if p.is_dir() and (voc := voc_det_root(p, required=False)):
         return _validate_voc(voc, split, classes, decode, tol)
     if classes is None:
         raise ValueError("pass classes= (names or their number) to validate the YOLO list or "
                          f"folder {p}")
-    return _yolo_source_report(p, classes if isinstance(classes, int) else len(classes))
+    nc = classes if isinstance(classes, int) else len(classes)
+    return _yolo_source_report(p, nc, decode, tol)
 
 # %% ../../nbs/01d_data.convert.ipynb #a3c15021
 def validate_dataset(path_or_dataset, # COCO .json, YOLO .data/list/folder, VOC folder, or a dataset
@@ -430,10 +412,10 @@ def validate_dataset(path_or_dataset, # COCO .json, YOLO .data/list/folder, VOC 
                      classes=None, # VOC: names (manifest/VOC's 20); YOLO list/folder: names or n
                      split:str|None=None, # VOC ImageSets/Main split or .data split (default: all)
                      decode:bool=False, # decode every image (default: open, verify the header)
-                     tol:float=1., # px a box may stick out of the image before it is out of range
+                     tol:float=1., # px a box may stick out of the image before it counts as clipped
                     ) -> DatasetReport:
-    """Check a detection dataset; the report lists every missing/unreadable image, bad box, unknown
-    class and duplicate with its file."""
+    """Check a detection dataset with the checks of its training load; the report lists every
+    missing/unreadable image, bad box, unknown class and duplicate with its file."""
     r = _validate(path_or_dataset, classes, split, decode, tol)
     if strict and not r.ok:
         raise DatasetError(r)
