@@ -21,10 +21,10 @@ from ..detection.postprocess import (postprocess, NMS_PRESETS, pack_detections,
 from ..models import create_model, model_meta, load_pretrained
 from ..models.registry import check_loaded
 from ..models.darknet import Darknet, freeze
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'gt_coco', 'mosaic_kwargs', 'DetMetric', 'check_has_boxes', 'DetectionTask', 'detect_file']
+__all__ = ['gt_coco', 'mosaic_kwargs', 'DetMetric', 'check_has_boxes', 'DetectionTask', 'detect_file']
 
 # %% ../../nbs/08b_tasks.detection.ipynb #e6b3a2db
 def gt_coco(ds) -> dict:
@@ -72,7 +72,7 @@ class DetMetric:
         m = coco_eval(self.gt, self.results, classes=self.classes, img_ids=sorted(self.seen),
                       name=self.split)
         if self.non_finite and _is_main():
-            log.warning(f"dropped {self.non_finite} non-finite predictions in {self.split}")
+            _log.warning(f"dropped {self.non_finite} non-finite predictions in {self.split}")
         return {**m, "non_finite": self.non_finite}
 
 # %% ../../nbs/08b_tasks.detection.ipynb #5f6075ac
@@ -232,5 +232,5 @@ def detect_file(model, path, img_size:int=640, preset:str="yolox_predict",
     preds = model.eval()(images.to(next(model.parameters()).device)*pixel_range/255)
     dets = postprocess(preds, **NMS_PRESETS[preset], infos=infos)
     if dets.non_finite[0]:
-        log.warning(f"{path}: dropped {dets.non_finite[0]} non-finite predictions (NaN/Inf)")
+        _log.warning(f"{path}: dropped {dets.non_finite[0]} non-finite predictions (NaN/Inf)")
     return dets[0].cpu()
