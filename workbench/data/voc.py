@@ -63,7 +63,7 @@ def read_mask(path, num_classes:int, ignore_index:int=255) -> tv_tensors.Mask: #
     if bad.size:
         more = "…" if bad.size > 8 else ""
         raise BadFile("out_of_range", f"mask {path} has values {bad.tolist()[:8]}{more} "
-                      f"({int(np.isin(arr, bad).sum())} pixels) outside the classes "
+                      f"({int(np.isin(arr, bad).sum())} pixel(s)) outside the classes "
                       f"0..{num_classes - 1} and ignore_index {ignore_index}", path)
     return tv_tensors.Mask(torch.from_numpy(arr))
 
