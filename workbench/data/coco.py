@@ -17,7 +17,8 @@ from .core import DatasetReport, DetectionDataset
 # %% auto #0
 __all__ = ['log', 'COCO_FIELDS', 'COCO_UNIQUE', 'BOX_KINDS', 'ANN_KINDS', 'ANN_REASONS', 'read_coco_json', 'coco_index',
            'load_coco', 'resolve_ann_file', 'find_images_dir', 'box_outcomes', 'coco_boxes_xyxy', 'image_problem',
-           'image_problems', 'check_annotations', 'annotation_entries', 'COCODetection']
+           'image_problems', 'check_image_files', 'annotation_refs', 'check_annotations', 'annotation_entries',
+           'COCODetection']
 
 # %% ../../nbs/01b_data.coco.ipynb #a4cfdb19
 log = logging.getLogger(__name__)
@@ -182,6 +183,24 @@ def image_problems(paths, sizes=None, decode:bool=True, workers:int|None=None) -
     with ThreadPoolExecutor(workers or min(16, os.cpu_count() or 1)) as ex:
         return list(ex.map(image_problem, paths, sizes, [decode] * len(paths)))
 
+# %% ../../nbs/01b_data.coco.ipynb #d97032a4
+def check_image_files(files, sizes, source, report:DatasetReport, skip_bad:bool=False,
+                      decode:bool=True) -> list: # None (good) or (kind, reason) per image
+    """Missing images are an error naming them; with `skip_bad` every image not opening (decoding)
+    at its size (H, W) goes into `report` instead."""
+    if not skip_bad:
+        missing = [str(f) for f in files if not Path(f).is_file()]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise FileNotFoundError(f"{len(missing)} image(s) listed in {source} are missing: "
+                                    f"{', '.join(missing[:3])}{more} (skip_bad leaves them out)")
+        return [None] * len(files)
+    probs = image_problems(files, sizes, decode)
+    for f, p in zip(files, probs):
+        if p:
+            report.add(p[0], f, f"{p[1]}: image left out")
+    return probs
+
 # %% ../../nbs/01b_data.coco.ipynb #2a4d6b01
 def _field(anns:list, key:str) -> list: # a[key] of every annotation, None where not there
     try:
@@ -194,6 +213,12 @@ def _refs(anns:list, key:str, table:dict) -> np.ndarray: # int [A]: table[a[key]
     if set(map(type, vals)) <= {int}:  # the usual case, fast; else no bool, float or list matches
         return np.fromiter(map(table.get, vals, itertools.repeat(-1)), np.int64, len(vals))
     return np.array([table.get(v, -1) if type(v) is int else -1 for v in vals], np.int64)
+
+def annotation_refs(data:dict, cat_ids:list) -> tuple: # (int [A] image index, int [A] label)
+    "What each annotation points to: its image (index in `images`) and label (in `cat_ids`), or -1."
+    imgs = {im["id"]: k for k, im in enumerate(data["images"])}
+    return (_refs(data["annotations"], "image_id", imgs),
+            _refs(data["annotations"], "category_id", {c: k for k, c in enumerate(cat_ids)}))
 
 def _num(v) -> float:
     try:
@@ -243,8 +268,7 @@ def check_annotations(data:dict, # a checked COCO dict (`read_coco_json`)
                      ) -> dict: # img, lab, crowd, first: int/bool [A]; xyxy [A, 4]; keep, kind [A]
     "Image index, label, clipped xyxy box, crowd flag, kept or not and kind of every annotation."
     anns, imgs = data["annotations"], data["images"]
-    img = _refs(anns, "image_id", {im["id"]: k for k, im in enumerate(imgs)})
-    lab = _refs(anns, "category_id", {c: k for k, c in enumerate(cat_ids)})
+    img, lab = annotation_refs(data, cat_ids)
     b, four = _bboxes(anns)
     finite = np.isfinite(b).all(1) & np.isfinite(b[:, :2] + b[:, 2:]).all(1)
     fine = (img >= 0) & finite & (lab >= 0)
@@ -326,7 +350,6 @@ class COCODetection(DetectionDataset):
         self.images_dir = find_images_dir(root, self.ann_file, files)
         self.report = DatasetReport(self.ann_file, kinds=("images", "boxes"))
         self._index(data, tol)
-        self.skipped = []
         self._check_files(skip_bad, decode)
         self._check_split(need_boxes)
         self.report.check(strict)
@@ -357,23 +380,13 @@ class COCODetection(DetectionDataset):
     def _check_files(self, skip_bad:bool, decode:bool):
         """Missing images are an error; with `skip_bad`, every image that does not open (decode)
         at its annotated size is left out instead, each in `report` and `skipped`."""
-        if not skip_bad:
-            missing = [str(f) for f in self.image_files if not f.is_file()]
-            if missing:
-                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-                raise FileNotFoundError(f"{len(missing)} image(s) listed in {self.ann_file} are "
-                                        f"missing: {', '.join(missing[:3])}{more} (skip_bad "
-                                        "leaves them out)")
-            return
-        probs = image_problems(self.image_files, list(map(tuple, self.sizes)), decode)
-        for f, p in zip(self.image_files, probs):
-            if p:
-                self.report.add(p[0], f, f"{p[1]}: image left out")
-                self.skipped.append(f"{f}: {p[1]}")
+        probs = check_image_files(self.image_files, list(map(tuple, self.sizes)), self.ann_file,
+                                  self.report, skip_bad, decode)
+        self.skipped = [f"{f}: {p[1]}" for f, p in zip(self.image_files, probs) if p]
         self._keep([i for i, p in enumerate(probs) if p is None])
 
     def _check_split(self, need_boxes:bool):
-        "Count the boxes; none at all is an error (`no_labels` in `report` unless `need_boxes`)."
+        "Count the boxes; without any: `no_labels` in `report`, an error if `need_boxes`."
         n = sum(map(len, self.labels))
         self.report.counts["boxes"] = n
         if (empty := sum(len(l) == 0 for l in self.labels)):

@@ -86,14 +86,14 @@ def coco_detection(root:Path, split:str, skip_bad:bool=False):
 def yolo_detection(root:Path, split:str, skip_bad:bool=False):
     "YOLO txt: `train`/`valid` lists of a Darknet `.data` file (corrupt files left out, reported)."
     from workbench.data.yolo import YOLODataset
-    return YOLODataset.from_data_file(yolo_data_file(root), split)
+    return YOLODataset.from_data_file(yolo_data_file(root), split, skip_bad=skip_bad)
 
 def coco_prompts(root:Path, split:str, image_size:int, train:bool, seed:int|None=None,
                  skip_bad:bool=False, prompts_per_image:int|None=4, n_pos:int=1, n_neg:int=0,
                  bbox_shift:int=0, neg_in_box:bool=False, flip:bool=True):
     "COCO instance masks (`root/annotations/instances_<split>.json`) as box/point prompts."
     from workbench.data.prompts import CocoInstances, PromptDataset
-    src = CocoInstances.from_split(root, split, include_crowd=False)
+    src = CocoInstances.from_split(root, split, include_crowd=False, skip_bad=skip_bad)
     return PromptDataset(src, image_size, train=train, seed=seed,
                          prompts_per_image=prompts_per_image, n_pos=n_pos, n_neg=n_neg,
                          bbox_shift=bbox_shift, neg_in_box=neg_in_box, flip=flip)

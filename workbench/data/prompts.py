@@ -4,40 +4,69 @@
 
 # %% ../../nbs/01f_data.prompts.ipynb #9751be81
 from __future__ import annotations
-import contextlib, io
+import itertools, math
+from collections import defaultdict
 from pathlib import Path
 import numpy as np, torch
 import matplotlib.pyplot as plt
-from PIL import Image, UnidentifiedImageError
-from pycocotools.coco import COCO
-from .core import read_image, item_rng
+from .coco import (annotation_refs, check_image_files, coco_index, read_coco_json,
+                                 _sizes)
+from .core import DatasetReport, read_image, item_rng
 from .medsam import (preprocess_config, sam_preprocess, resize_mask, mask_box,
                                    jitter_box, content_box, _flip,
                                    show_mask, show_box)
 
 # %% auto #0
-__all__ = ['PROMPT_PAD', 'CocoInstances', 'sample_points', 'PromptDataset', 'prompt_collate', 'show_prompts']
+__all__ = ['PROMPT_PAD', 'segmentation_problem', 'CocoInstances', 'sample_points', 'PromptDataset', 'prompt_collate',
+           'show_prompts']
+
+# %% ../../nbs/01f_data.prompts.ipynb #1df6790e
+def _rle_problem(seg:dict, size) -> str|None:
+    hw, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(hw, list) and hw == [size[0], size[1]]):
+        return f"RLE size {hw!r:.30} is not the image's [{size[0]}, {size[1]}]"
+    if isinstance(counts, list):
+        if set(map(type, counts)) <= {int} and min(counts, default=0) >= 0 \
+                and sum(counts) == size[0] * size[1]:
+            return None
+        return "RLE counts are not non-negative integers summing to H*W"
+    if not isinstance(counts, str):
+        return f"RLE counts {counts!r:.30} are neither a list nor a string"
+
+def segmentation_problem(seg, size) -> tuple|None:
+    "None when `seg` is polygons or an RLE of an image of `size` (H, W); else `(kind, reason)`."
+    if isinstance(seg, dict):
+        why = _rle_problem(seg, size)
+        return ("bad_row", why) if why else None
+    if not (isinstance(seg, list) and seg and all(type(p) is list and len(p) >= 6
+                                                  and len(p) % 2 == 0 for p in seg)):
+        return "bad_row", (f"segmentation {seg!r:.40} is neither an RLE nor polygons (lists of x, "
+                           "y with 3 points or more)")
+    try:
+        if not all(map(math.isfinite, itertools.chain.from_iterable(seg))):
+            return "non_finite", "a polygon coordinate is not finite"
+    except (TypeError, OverflowError):
+        return "bad_row", f"polygon coordinates {seg!r:.40} are not all numbers"
 
 # %% ../../nbs/01f_data.prompts.ipynb #1df6790f
 class CocoInstances:
     """COCO instance masks: item i → dict(image uint8 (H, W, 3), masks bool (N, H, W), name,
-    category_ids [N]); images without objects are left out."""
+    category_ids [N]); images without objects are left out; `report` lists all left out."""
     def __init__(self, ann_file, # instances JSON with `segmentation` (RLE or polygons)
                  image_dir, # folder the `file_name`s are relative to
-                 include_crowd:bool=False):
+                 include_crowd:bool=False,
+                 skip_bad:bool=False, # leave out images that fail to decode (in `report`), not fail
+                 need_objects:bool=True, # False: a split without objects is counted, not an error
+                ):
         self.ann_file = Path(ann_file).expanduser().absolute()
         self.image_dir = Path(image_dir).expanduser().absolute()
-        if not self.ann_file.is_file():
-            raise FileNotFoundError(f"COCO annotation file not found: {self.ann_file}")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.coco = COCO(str(self.ann_file))
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"cannot read COCO annotations {self.ann_file}: {e!r}") from None
+        data = read_coco_json(self.ann_file)
         self.include_crowd = include_crowd
-        all_ids = sorted(self.coco.getImgIds())
-        self.ids = [i for i in all_ids if self._anns(i)]
-        self.n_without_objects = len(all_ids) - len(self.ids)
+        self.report = DatasetReport(self.ann_file, kinds=("images", "objects"))
+        self._index(data)
+        self._check_files(skip_bad)
+        self._check_split(need_objects)
+        self.report.check()
 
     @classmethod
     def from_split(cls, root, split:str, **kw):
@@ -46,9 +75,66 @@ class CocoInstances:
         root = Path(root)
         return cls(root/"annotations"/f"instances_{split}.json", root/"images"/split, **kw)
 
+    def _index(self, data:dict):
+        "The pycocotools index of the usable annotations, and the images that keep objects."
+        anns = self._check(data)
+        self.coco = coco_index({**data, "annotations": anns})
+        self._by_image = defaultdict(list)
+        for a in anns:
+            self._by_image[a["image_id"]].append(a)
+        all_ids = sorted(self.coco.getImgIds())
+        self.ids = [i for i in all_ids if self._by_image[i]]
+        self.n_without_objects = len(all_ids) - len(self.ids)
+        self.report.add("images", n=len(all_ids))
+        if self.n_without_objects:
+            self.report.add("without_objects", n=self.n_without_objects)
+
+    def _check(self, data:dict) -> list:
+        "The annotations to use; each other one in `report`, with its kind and why."
+        img, lab = annotation_refs(data, [c["id"] for c in data["categories"]])
+        sizes, names, keep = _sizes(data["images"]), [im["file_name"] for im in data["images"]], []
+        for a, i, l in zip(data["annotations"], img, lab):
+            if i < 0:
+                p = "unknown_image", f"image_id {a.get('image_id')!r:.40} is not in 'images'"
+            elif l < 0:
+                p = "unknown_class", (f"category_id {a.get('category_id')!r:.40} is not in "
+                                      "'categories'")
+            else:
+                p = segmentation_problem(a.get("segmentation"), sizes[i].tolist())
+            if p:
+                f = self.image_dir/names[i] if i >= 0 else self.ann_file
+                self.report.add(p[0], f, f"annotation {a['id']}: {p[1]}: dropped")
+            elif a.get("iscrowd", 0) and not self.include_crowd:
+                self.report.add("crowd")
+            else:
+                keep.append(a)
+        return keep
+
+    def _check_files(self, skip_bad:bool):
+        "`check_image_files` on the images with objects; with `skip_bad` the bad ones left out."
+        infos = self.coco.loadImgs(self.ids)
+        files = [self.image_dir/im["file_name"] for im in infos]
+        probs = check_image_files(files, [(im["height"], im["width"]) for im in infos],
+                                  self.ann_file, self.report, skip_bad)
+        self.skipped = [f"{f}: {p[1]}" for f, p in zip(files, probs) if p]
+        self.ids = [i for i, p in zip(self.ids, probs) if p is None]
+
+    def _check_split(self, need_objects:bool):
+        "Count the objects; without any: `no_labels` in `report`, an error if `need_objects`."
+        n = sum(len(self._by_image[i]) for i in self.ids)
+        self.report.counts["objects"] = n
+        if n:
+            return
+        probs = ", ".join(f"{k} {v}" for k, v in self.report.problems.items())
+        why = f"no usable object in its {len(self.coco.imgs)} image(s)"
+        why += f" ({probs})" if probs else ""
+        self.report.add("no_labels", self.ann_file, why)
+        if need_objects:
+            raise ValueError(f"{self.ann_file}: {why}: a split without objects has no prompt to "
+                             "train or evaluate")
+
     def _anns(self, img_id) -> list:
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
-        return [a for a in anns if self.include_crowd or not a.get("iscrowd", 0)]
+        return self._by_image[img_id]
     def __len__(self):
         return len(self.ids)
 
@@ -114,6 +200,10 @@ class PromptDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.source)
+    @property
+    def report(self):
+        "The `DatasetReport` of the source (None if it keeps none)."
+        return getattr(self.source, "report", None)
     def set_epoch(self, epoch:int):
         self.epoch = epoch
     def _rng(self, i:int) -> np.random.Generator:
