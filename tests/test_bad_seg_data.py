@@ -96,6 +96,23 @@ def test_16bit_rgb_full_precision(tmp_path, ext, fresh_notes):
     got = read_image(tmp_path/f"c.{ext}").permute(1, 2, 0).numpy()
     assert (got == np.rint(rgb / 257)).all()
 
+def write_png16(path, a, color_type):
+    "A 16-bit PNG by hand (PIL cannot write 16-bit colour): `a` uint16 [H, W, C]; color_type 4 = gray+alpha, 6 = RGBA."
+    import struct, zlib
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in a)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", a.shape[1], a.shape[0], 16, color_type, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+@pytest.mark.parametrize("color_type,channels", [(4, 2), (6, 4)])
+def test_16bit_gray_alpha_and_rgba_png(tmp_path, color_type, channels, fresh_notes):
+    a = np.full((1, 7, channels), 65535, np.uint16); a[0, :, 0] = G16[0]
+    if channels == 4: a[0, :, 1], a[0, :, 2] = G16[0][::-1], 300
+    write_png16(tmp_path/"a.png", a, color_type)
+    got = read_image(tmp_path/"a.png")[:, 0].numpy()
+    want = np.rint(a[0, :, [0, 0, 0] if channels == 2 else [0, 1, 2]] / 257)
+    assert (got == want).all()
+
 def test_16bit_rgb_exif_rotated(tmp_path, fresh_notes):
     import cv2
     from PIL import ImageOps
@@ -330,7 +347,8 @@ def ann(root, name="a.json", **kw):
     (dict(raw="[1, 2]"), "bad.json: not a LabelMe file", "corrupt"),
     (dict(raw='{"imagePath": "a.png", "shapes": []}'), "bad.json: no imageHeight/imageWidth", "corrupt"),
     (dict(imagePath=None), "bad.json: no imagePath", "corrupt"),
-    (dict(imagePath="../nowhere.png"), r"image .*nowhere.png \(of mask .*bad.json\) not found", "missing_image"),
+    (dict(imagePath="../nowhere.png"), r"bad.json: imagePath '../nowhere.png' points to .*nowhere.png, which does not exist", "missing_image"),
+    (dict(imagePath="gone.png", imageData="iVBOR"), r"gone.png, which does not exist \(its embedded imageData is not read\)", "missing_image"),
     (dict(imageHeight=8, imageWidth=6), r"bad.json says 8x6 \(H x W\), its image .*a.png is 6x8", "size_mismatch"),
     (dict(shapes=[{"label": "dog", "points": [[0, 0], [1, 1], [1, 0]]}]), "bad.json: shape 0 label 'dog' is not a class", "unknown_class"),
     (dict(shapes=[{"label": None, "points": []}]), "label None is not a class", "unknown_class"),
@@ -344,10 +362,10 @@ def ann(root, name="a.json", **kw):
 ])
 def test_labelme_bad_file_named_or_skipped(lm, kw, msg, kind):
     ann(lm); ann(lm, "bad.json", **kw)
-    with pytest.raises((ValueError, FileNotFoundError), match=msg): LabelMeSegmentation(lm)
+    with pytest.raises(ValueError, match=msg): LabelMeSegmentation(lm)
     ds = LabelMeSegmentation(lm, skip_bad=True)
     assert len(ds) == 1 and ds.report.problems == {kind: 1} and ds.n_skipped == 1
-    assert str(lm/"train/bad.json") in ds.report.files(kind)[0] or "nowhere.png" in ds.report.files(kind)[0]
+    assert ds.report.files(kind) == [str(lm/"train/bad.json")]
 
 def test_labelme_dropped_shapes_counted(lm):
     shapes = [{"label": "cat", "points": [[0, 0], [3, 3]]},  # a 2-point polygon

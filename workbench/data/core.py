@@ -106,7 +106,7 @@ def read_image(path) -> tv_tensors.Image: # uint8 [3, H, W], RGB, EXIF orientati
 
 # %% ../../nbs/00b_data.core.ipynb #078537c3
 def image_size(path) -> tuple: # (H, W) of what `read_image` returns
-    "The size of an image as a viewer shows it (EXIF orientation applied), from its header."
+    "The size of an image as a viewer shows it (EXIF orientation applied), without converting it."
     try:
         with Image.open(path) as im:
             (w, h), turn = im.size, im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)

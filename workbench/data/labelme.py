@@ -182,7 +182,11 @@ class LabelMeSegmentation(PairedSegmentation):
         if not isinstance(name, str) or not name.strip():
             raise BadFile("corrupt", f"{ann}: no imagePath", ann)
         img = (ann.parent/name.replace("\\", "/")).resolve()  # LabelMe on Windows writes \
-        if img.is_file() and image_size(img) != hw:
+        if not img.is_file():
+            embedded = " (its embedded imageData is not read)" if d.get("imageData") else ""
+            raise BadFile("missing_image", f"{ann}: imagePath {name!r} points to {img}, which "
+                          f"does not exist{embedded}", ann)
+        if image_size(img) != hw:
             raise BadFile("size_mismatch", f"size mismatch: {ann} says {hw[0]}x{hw[1]} (H x W), "
                           f"its image {img} is {'x'.join(map(str, image_size(img)))} (EXIF "
                           "orientation applied)", ann)
