@@ -275,19 +275,21 @@ def check_annotations(data:dict, # a checked COCO dict (`read_coco_json`)
     xyxy = np.where(fine[:, None], np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), 0)
     sizes = _sizes(imgs)[img.clip(0)] if len(imgs) else np.ones((len(anns), 2))
     clip, keep, box_kind = box_outcomes(xyxy, sizes, min_size, tol)
-    crowd = np.array(list(map(bool, _field(anns, "iscrowd"))), bool).reshape(-1)
+    flags = _field(anns, "iscrowd")  # None (not there), 0 or 1
+    crowd = np.array([f == 1 for f in flags], bool).reshape(-1)
+    four &= np.array([f in (None, 0, 1) for f in flags], bool).reshape(-1)
     keys = np.column_stack([img, lab, crowd, np.round(np.nan_to_num(b), 2)])
     lost = (box_kind == BOX_KINDS[0]) | (box_kind == BOX_KINDS[1])  # zero_area, out_of_image
     first = _first_equal(keys, fine & ~lost)
     code = np.select([img < 0, ~four, ~finite, lab < 0, ~lost & (first >= 0)], np.arange(1, 6), 0)
     kind = np.where(code > 0, np.array(("",) + ANN_KINDS[:5])[code], box_kind)
     return dict(img=img, lab=lab, crowd=crowd, first=first, xyxy=clip, kind=kind,
-                keep=fine & keep & (first < 0))
+                keep=fine & four & keep & (first < 0))
 
 # %% ../../nbs/01b_data.coco.ipynb #2a4d6b04
 ANN_REASONS = { # kind -> why, from the fields `annotation_entries` fills in
     "unknown_image": "image_id {image_id!r:.40} is not in 'images': dropped",
-    "bad_row": "bbox {bbox!r:.60} is not 4 numbers [x, y, w, h]: dropped",
+    "bad_row": "{bad}: dropped",
     "non_finite": "bbox {bbox} is not finite: dropped",
     "unknown_class": "category_id {category_id!r:.40} is not in 'categories': dropped",
     "zero_area": "bbox {bbox} has no area (w or h <= 0): dropped",
@@ -309,9 +311,13 @@ def annotation_entries(report:DatasetReport, data:dict, chk:dict, files:list) ->
         a, kind, i, c = anns[k], str(chk["kind"][k]), chk["img"][k], chk["xyxy"][k]
         H, W = sizes[i] if i >= 0 else (0, 0)
         fate = f"clipped to {_xyxy(c)}" if chk["keep"][k] else "dropped"
+        bad = (f"iscrowd {a.get('iscrowd')!r:.20} is not 0 or 1"
+               if _four_numbers([a.get("bbox")])[0]
+               else f"bbox {a.get('bbox')!r:.60} is not 4 numbers [x, y, w, h]")
         why = ANN_REASONS[kind].format(
             **{f: a.get(f) for f in ("image_id", "bbox", "category_id")}, H=H, W=W, fate=fate,
-            cw=c[2] - c[0], ch=c[3] - c[1], clip=_xyxy(c), first=anns[chk["first"][k]].get("id"))
+            cw=c[2] - c[0], ch=c[3] - c[1], clip=_xyxy(c), first=anns[chk["first"][k]].get("id"),
+            bad=bad)
         report.add(kind, files[i] if i >= 0 else report.source, f"annotation {a['id']}: {why}")
     return report
 
@@ -323,6 +329,12 @@ def _per_image_split(values, img, mask, n:int) -> list:
     return np.split(values[idx], np.searchsorted(img[idx], np.arange(1, n)))
 
 # %% ../../nbs/01b_data.coco.ipynb #eec068f9
+def _dropped(r:DatasetReport) -> str: # " (what was left out)", for the message of an empty split
+    out = ", ".join(f"{k} {v}" for k, v in r.counts.items()
+                    if v and k not in ("images", "boxes", "objects", "background", "clipped",
+                                       "without_objects"))
+    return f" (left out: {out})" if out else ""
+
 class COCODetection(DetectionDataset):
     """COCO JSON detection split (the detection sample); `cat_ids[label]` is the original
     `category_id`; `report` lists every annotation and image it dropped, clipped or flagged."""
@@ -393,8 +405,7 @@ class COCODetection(DetectionDataset):
             self.report.add("background", n=empty)
         if n:
             return
-        probs = ", ".join(f"{k} {v}" for k, v in self.report.problems.items())
-        why = f"no usable box in its {len(self)} image(s)" + (f" ({probs})" if probs else "")
+        why = f"no usable box in its {len(self)} image(s)" + _dropped(self.report)
         self.report.add("no_labels", self.ann_file, why)
         if need_boxes:
             raise ValueError(f"{self.ann_file}: {why}: a training split without boxes trains "

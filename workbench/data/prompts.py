@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 import matplotlib.pyplot as plt
 from .coco import (annotation_refs, check_image_files, coco_index, read_coco_json,
-                                 _sizes)
+                                 _dropped, _sizes)
 from .core import DatasetReport, read_image, item_rng
 from .medsam import (preprocess_config, sam_preprocess, resize_mask, mask_box,
                                    jitter_box, content_box, _flip,
@@ -104,7 +104,10 @@ class CocoInstances:
             if p:
                 f = self.image_dir/names[i] if i >= 0 else self.ann_file
                 self.report.add(p[0], f, f"annotation {a['id']}: {p[1]}: dropped")
-            elif a.get("iscrowd", 0) and not self.include_crowd:
+            elif a.get("iscrowd") not in (None, 0, 1):
+                self.report.add("bad_row", self.image_dir/names[i],
+                                f"annotation {a['id']}: iscrowd {a['iscrowd']!r:.20} is not 0 or 1")
+            elif a.get("iscrowd") == 1 and not self.include_crowd:
                 self.report.add("crowd")
             else:
                 keep.append(a)
@@ -125,9 +128,7 @@ class CocoInstances:
         self.report.counts["objects"] = n
         if n:
             return
-        probs = ", ".join(f"{k} {v}" for k, v in self.report.problems.items())
-        why = f"no usable object in its {len(self.coco.imgs)} image(s)"
-        why += f" ({probs})" if probs else ""
+        why = f"no usable object in its {len(self.coco.imgs)} image(s)" + _dropped(self.report)
         self.report.add("no_labels", self.ann_file, why)
         if need_objects:
             raise ValueError(f"{self.ann_file}: {why}: a split without objects has no prompt to "

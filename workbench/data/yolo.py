@@ -24,20 +24,28 @@ __all__ = ['log', 'IMG_EXTS', 'IMAGE_KINDS', 'BACKGROUND', 'CACHE_VERSION', 'BOX
 log = logging.getLogger(__name__)
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+def _text(p:Path) -> str: # a text file (a UTF-8 BOM dropped); errors name it
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not UTF-8 text ({e})") from None
+
 def read_key_values(path) -> dict:
     """`key=value` lines of a Darknet-style file (`#` starts a comment); errors name the file and
     line."""
-    p, d = Path(path), {}
+    p, d, first = Path(path), {}, {}
     if not p.is_file():
         raise FileNotFoundError(f"file not found: {p.absolute()}")
-    for n, line in enumerate(p.read_text().splitlines(), 1):
+    for n, line in enumerate(_text(p).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         if "=" not in line:
             raise ValueError(f"{p}:{n}: expected key=value, got {line!r}")
         k, v = (s.strip() for s in line.split("=", 1))
-        d[k] = v
+        if k in d:
+            raise ValueError(f"{p}:{n}: {k} is set again (first on line {first[k]})")
+        d[k], first[k] = v, n
     return d
 
 # %% ../../nbs/01c_data.yolo.ipynb #b0f6d615
@@ -70,7 +78,7 @@ def parse_data_file(path) -> dict:
         if d.get(k):
             d[k] = _data_path(p, k, d[k])
     names_file = d["names"]
-    d["names"] = [l.strip() for l in names_file.read_text().splitlines() if l.strip()]
+    d["names"] = [l.strip() for l in _text(names_file).splitlines() if l.strip()]
     if not d["names"]:
         raise ValueError(f"{p}: names={names_file} holds no class names")
     if twice := [n for n, c in Counter(d["names"]).items() if c > 1]:
@@ -170,7 +178,7 @@ def scan_image(img, nc:int) -> dict:
     except Exception as e:
         rec["problems"].append(["unreadable_image", f"cannot read image: {e}"])
     try:
-        text = label_path(img).read_text()
+        text = label_path(img).read_text(encoding="utf-8-sig")  # a BOM dropped
     except FileNotFoundError:
         return rec
     except (OSError, UnicodeDecodeError) as e:
