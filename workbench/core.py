@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9fa4b425
 from __future__ import annotations
-import difflib, fnmatch, os, random, tempfile
+import difflib, fnmatch, os, random, shutil, tempfile
 from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file, load_file
@@ -66,11 +66,19 @@ def atomic_write(path, # destination file
     return path
 
 def write_error(path, e:OSError, what:str="") -> WriteError:
-    "One line for a failed write of `path`: what, where, why (the OS's reason)."
-    err = WriteError(f"cannot write {what + ' ' if what else ''}{path}: "
-                     f"{e.strerror or e} (is the output folder writable, the disk full?)")
+    "One line for a failed write of `path`: what, where, why (the OS's reason), free space."
+    err = WriteError(f"cannot write {what + ' ' if what else ''}{path}: {e.strerror or e} "
+                     f"({_free(path)}is the output folder writable, the disk full?)")
     err.errno = e.errno
     return err
+
+def _free(path) -> str:
+    "'12.5 MiB free there; ' for the disk of `path` (its nearest existing folder), or ''."
+    p = Path(path)
+    while not p.exists() and p != p.parent: p = p.parent
+    try: return f"{shutil.disk_usage(p).free / 2**20:.1f} MiB free there; "
+    except OSError: return ""
+
 
 # %% ../nbs/00_core.ipynb #86253946
 def save_weights(state_dict:dict, # name -> tensor
