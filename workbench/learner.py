@@ -812,4 +812,5 @@ def _jsonable(o):
 
 def _epoch_line(epoch:int, ev:Evaluation) -> str:
     vals = {**scalars(ev), **({"val loss": ev.losses["loss"]} if "loss" in ev.losses else {})}
-    return f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in vals.items())
+    fmt = lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else f"{v:.4f}"
+    return f"epoch {epoch}: " + ", ".join(f"{k} {fmt(v)}" for k, v in vals.items())
