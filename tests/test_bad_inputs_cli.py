@@ -226,3 +226,28 @@ def test_eval_only_does_not_read_the_train_split(capsys, shapes, tmp_path, train
     m = json.loads((run_dir/"metrics.json").read_text())
     assert m["mIoU"] == pytest.approx(json.loads((trained/"metrics.json").read_text())["mIoU"])
     assert (run_dir/"config.yaml").is_file()
+
+
+# -- run folders, data roots, odd weights files ----------------------------------------------------
+def test_a_new_run_never_writes_into_an_existing_one(capsys, shapes, tmp_path, trained):
+    out = trained.parent.parent
+    code, _, err = run(capsys, seg_args(shapes, out, trained.name))
+    assert code == 2 and "holds a run already" in err and "--resume" in err
+    assert [r["epoch"] for r in read_results(trained/"results.csv")] == ["1", "2"]
+
+
+def test_missing_data_root_is_named(capsys, tmp_path):
+    code, _, err = run(capsys, ["--data-root", tmp_path/"no_data_here", "--output", tmp_path])
+    assert code == 2 and "no_data_here" in err and "no such folder" in err
+
+
+def test_weights_with_nan_or_a_folder_are_named(capsys, shapes, tmp_path, trained):
+    sd = load_file(trained/"weights"/"best.safetensors")
+    k = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[k] = sd[k].clone().fill_(float("nan"))
+    save_file(sd, tmp_path/"nan.safetensors")
+    nan = tmp_path/"nan.safetensors"
+    code, _, err = run(capsys, seg_args(shapes, tmp_path, "n", f"model.weights={nan}"))
+    assert code == 2 and "nan.safetensors" in err and "NaN or Inf" in err and k in err
+    code, _, err = run(capsys, seg_args(shapes, tmp_path, "f", f"model.weights={trained/'weights'}"))
+    assert code == 2 and "is a folder" in err

@@ -84,6 +84,10 @@ def new_run_dir(args, exp:str) -> Path:
     return Path(args.output, exp, name[0])
 
 def _make_run_dir(args, exp:str) -> Path:
+    run = Path(args.output, exp, args.name or "-")
+    if args.name and any((run/f).exists() for f in ("results.csv", "state", "metrics.json")):
+        raise ValueError(f"--name {args.name}: {run} holds a run already; continue it with "
+                         f"--resume {run}, or pick another name")
     try: return make_run_dir(args.output, exp, args.name)
     except OSError as e: raise write_error(Path(args.output, exp), e, "the run folder") from None
 
@@ -214,6 +218,9 @@ def main(argv=None) -> int:
             raise
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: continue from the last checkpoint with --resume", file=sys.stderr)
+        return 130
 
 # %% ../nbs/10_cli.ipynb #55c91f60
 def launch_command(argv:list, # arguments of `workbench/train.py`

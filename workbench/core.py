@@ -107,6 +107,8 @@ def load_weights(path, # `.safetensors`, `.pt`, `.pth` or `.bin` file
                 ): # name -> tensor
     "Load a state_dict safely: safetensors, or `torch.load(weights_only=True)`."
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"weights: {path.resolve()} is a folder; give the weights file in it")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path.resolve()}")
     ckpt = _read_checkpoint(path)
@@ -120,6 +122,9 @@ def load_weights(path, # `.safetensors`, `.pt`, `.pth` or `.bin` file
     sd = {k: v for k, v in ckpt.items() if torch.is_tensor(v)} if isinstance(ckpt, dict) else {}
     if not sd:
         raise ValueError(f"{path} holds no state_dict (name -> tensor): {_entries(ckpt)}")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or Inf, e.g. {bad[0]}")
     return sd
 
 def _entries(o) -> str:

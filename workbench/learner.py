@@ -134,6 +134,8 @@ class Task:
         if d.root == "?":
             raise ValueError("this experiment needs a dataset: pass --data-root (sets data.root)")
         if d.root:
+            if not Path(d.root).expanduser().exists():
+                raise FileNotFoundError(f"data.root={d.root!r}: no such folder or file")
             return Path(d.root).expanduser()
         if layout.synthetic is None:
             raise ValueError(f"data.name={d.name!r} has no generated data: "
