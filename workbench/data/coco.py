@@ -224,7 +224,7 @@ def _num(v) -> float:
     try:
         return float(v)
     except OverflowError: # an integer beyond float range
-        return math.copysign(math.inf, v)
+        return math.inf if v > 0 else -math.inf
 
 def _four_numbers(rows:list) -> np.ndarray: # bool [A]: a list of 4 ints or floats (not bools)
     if set(map(type, rows)) <= {list} and set(map(len, rows)) <= {4}:  # fast path
@@ -278,7 +278,7 @@ def check_annotations(data:dict, # a checked COCO dict (`read_coco_json`)
     flags = _field(anns, "iscrowd")  # None (not there), 0 or 1
     crowd = np.array([f == 1 for f in flags], bool).reshape(-1)
     four &= np.array([f in (None, 0, 1) for f in flags], bool).reshape(-1)
-    keys = np.column_stack([img, lab, crowd, np.round(np.nan_to_num(b), 2)])
+    keys = np.column_stack([img, lab, crowd, np.round(np.where(fine[:, None], b, 0), 2)])
     lost = (box_kind == BOX_KINDS[0]) | (box_kind == BOX_KINDS[1])  # zero_area, out_of_image
     first = _first_equal(keys, fine & ~lost)
     code = np.select([img < 0, ~four, ~finite, lab < 0, ~lost & (first >= 0)], np.arange(1, 6), 0)
@@ -290,13 +290,13 @@ def check_annotations(data:dict, # a checked COCO dict (`read_coco_json`)
 ANN_REASONS = { # kind -> why, from the fields `annotation_entries` fills in
     "unknown_image": "image_id {image_id!r:.40} is not in 'images': dropped",
     "bad_row": "{bad}: dropped",
-    "non_finite": "bbox {bbox} is not finite: dropped",
+    "non_finite": "bbox {bbox!s:.60} is not finite: dropped",
     "unknown_class": "category_id {category_id!r:.40} is not in 'categories': dropped",
-    "zero_area": "bbox {bbox} has no area (w or h <= 0): dropped",
-    "out_of_image": "bbox {bbox} lies wholly outside the {H}x{W} (HxW) image: dropped",
-    "out_of_range": "bbox {bbox} has its centre outside the {H}x{W} (HxW) image: {fate}",
-    "degenerate": "bbox {bbox} is {cw:g}x{ch:g} px (WxH) in the image, <= min_size: dropped",
-    "clipped": "bbox {bbox} sticks out of the {H}x{W} (HxW) image: clipped to {clip}",
+    "zero_area": "bbox {bbox!s:.60} has no area (w or h <= 0): dropped",
+    "out_of_image": "bbox {bbox!s:.60} lies wholly outside the {H}x{W} (HxW) image: dropped",
+    "out_of_range": "bbox {bbox!s:.60} has its centre outside the {H}x{W} (HxW) image: {fate}",
+    "degenerate": "bbox {bbox!s:.60} is {cw:g}x{ch:g} px (WxH) in the image, <= min_size: dropped",
+    "clipped": "bbox {bbox!s:.60} sticks out of the {H}x{W} (HxW) image: clipped to {clip}",
     "duplicate": "same image, class and box as annotation {first}: dropped"}
 
 def _xyxy(v) -> str:

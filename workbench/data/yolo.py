@@ -181,7 +181,8 @@ def scan_image(img, nc:int) -> dict:
         text = label_path(img).read_text(encoding="utf-8-sig")  # a BOM dropped
     except FileNotFoundError:
         return rec
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:  # there, but unreadable
+        rec.update(status="found")
         rec["problems"].append(["unreadable_label", f"cannot read label file: {e}"])
         return rec
     rows, dups, probs = parse_label_rows(text, nc)
