@@ -305,6 +305,15 @@ def test_yolo_inconsistent_data_file(tmp_path, data, names, msg):
     if names is None:
         with pytest.raises(ValueError, match="ok.data: missing key 'valid'"): YOLODataset.from_data_file(tmp_path/"ok.data", "val")
 
+def test_yolo_unreadable_lists_and_class_names(tmp_path):
+    write_yolo(tmp_path, {"a": "0 .5 .5 .2 .2\n"})
+    (tmp_path/"bin.txt").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ValueError, match="bin.txt: not UTF-8 text"): YOLODataset(tmp_path/"bin.txt", 3)
+    (tmp_path/"dir.data").write_text("train=train.txt\nnames=images\n")
+    with pytest.raises(ValueError, match="cannot read .*images"): parse_data_file(tmp_path/"dir.data")
+    for classes in (0, [], ["a", "a"]):
+        with pytest.raises(ValueError, match="expected distinct names"): YOLODataset(tmp_path/"train.txt", classes)
+
 # ---------------------------------------------------------------- COCO instance masks (promptable segmentation)
 
 def _instances(tmp_path, extra=()):

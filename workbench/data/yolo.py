@@ -29,6 +29,8 @@ def _text(p:Path) -> str: # a text file (a UTF-8 BOM dropped); errors name it
         return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {p}: {e}") from None
 
 def read_key_values(path) -> dict:
     """`key=value` lines of a Darknet-style file (`#` starts a comment); errors name the file and
@@ -104,7 +106,7 @@ def list_images(source) -> list:
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMG_EXTS)
     elif p.is_file():
-        listed = (Path(l.strip()) for l in p.read_text().splitlines() if l.strip())
+        listed = (Path(l.strip()) for l in _text(p).splitlines() if l.strip())
         files = [q if q.is_absolute() else p.parent/q for q in listed]
     else:
         raise FileNotFoundError(f"image list or folder not found: {p}")
@@ -366,6 +368,9 @@ class YOLODataset(DetectionDataset):
                 ):
         if isinstance(classes, int):
             classes = [str(c) for c in range(classes)]
+        if not classes or len(set(classes)) != len(classes):
+            raise ValueError(f"classes={list(classes)!r:.80} for {source}: expected distinct names "
+                             "(or their number), at least one")
         self.classes, self.source, self.transforms = tuple(classes), source, transforms
         self.all_files = list_images(source)
         self.cache_file = cache_path(source) if cache is True else (Path(cache) if cache else None)
