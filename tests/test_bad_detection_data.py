@@ -379,3 +379,36 @@ def test_layouts_open_datasets_with_reports_and_pass_skip_bad(tmp_path):
     os.rename(tmp_path/"yolo/label", tmp_path/"yolo/labels")
     ds = get_layout("detection", "yolo").open_split(data.parent, "val", {"skip_bad": True})
     assert isinstance(ds.report, DatasetReport) and ds.report.ok and len(ds) == 2
+
+
+# ---------------------------------------------------------------- EXIF orientation: sizes as a viewer shows the image
+
+def _rotated_jpeg(path, upright_hw=(H, W)):
+    "A JPEG stored sideways (W x H pixels) with EXIF orientation 6: a viewer shows it `upright_hw`."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = np.random.default_rng(3).integers(0, 255, (upright_hw[1], upright_hw[0], 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(raw).save(path, exif=exif)
+
+def test_coco_exif_rotated_image_uses_its_upright_size(tmp_path):
+    data = _good()
+    data["images"][0]["file_name"] = "im1.jpg"
+    write_coco(tmp_path, data)
+    _rotated_jpeg(tmp_path/"images"/"train"/"im1.jpg")
+    for skip_bad in (False, True):  # the decode check of skip_bad agrees with the loader
+        ds = coco(tmp_path, skip_bad=skip_bad)
+        img, t = ds.load(0)
+        assert tuple(img.shape[-2:]) == (H, W) and len(ds) == 2 and ds.report.ok
+
+def test_yolo_exif_rotated_image_normalised_by_its_upright_size(tmp_path):
+    data = write_yolo(tmp_path, {"a": "0 .5 .5 .2 .4\n", "b": "1 .5 .5 .2 .2\n"})
+    (tmp_path/"images/train/a.png").unlink()
+    _rotated_jpeg(tmp_path/"images/train/a.jpg", (40, 60))
+    txt = (tmp_path/"train.txt").read_text().replace("a.png", "a.jpg")
+    (tmp_path/"train.txt").write_text(txt)
+    ds = YOLODataset.from_data_file(data, "train", cache=False)
+    img, t = ds.load([str(f) for f in ds.image_files].index(str(tmp_path/"images/train/a.jpg")))
+    assert tuple(img.shape[-2:]) == (40, 60)
+    # box centre (.5, .5), size (.2, .4) of the 60 x 40 upright image: 12 x 16 px
+    np.testing.assert_allclose(t["boxes"][0].tolist(), [24, 12, 36, 28], atol=1e-4)

@@ -12,7 +12,8 @@ import numpy as np, torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
-from .core import DatasetReport, DetectionDataset
+from .core import (DatasetReport, DetectionDataset, BadFile, image_size,
+                                 read_image)
 
 # %% auto #0
 __all__ = ['log', 'COCO_FIELDS', 'COCO_UNIQUE', 'BOX_KINDS', 'ANN_KINDS', 'ANN_REASONS', 'read_coco_json', 'coco_index',
@@ -164,12 +165,12 @@ def coco_boxes_xyxy(xywh, # float [N, 4] COCO boxes (x, y, w, h), pixels
 # %% ../../nbs/01b_data.coco.ipynb #d97032a3
 def image_problem(path, size:tuple|None=None, decode:bool=True) -> tuple|None:
     "None when the image at `path` opens (and decodes) and is `size` (H, W); else `(kind, reason)`."
-    try:
-        with Image.open(path) as im:
-            im.load() if decode else im.verify()
-            wh = im.size
-    except FileNotFoundError:
+    if not Path(path).is_file():
         return "missing_image", "image not found"
+    try:  # the size a viewer shows (EXIF orientation); decoding applies read_image's rules
+        wh = tuple(read_image(path).shape[-2:])[::-1] if decode else image_size(path)[::-1]
+    except BadFile as e:  # e.g. NaN in a float image: its own kind
+        return (e.kind if e.kind != "corrupt" else "unreadable_image"), str(e)
     except Exception as e:
         return "unreadable_image", f"cannot read image: {e}"
     if size is not None and None not in size and tuple(int(v) for v in size) != wh[::-1]:

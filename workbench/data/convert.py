@@ -14,7 +14,7 @@ from ..core import atomic_write
 from .coco import (COCODetection, annotation_entries, box_outcomes,
                                  check_annotations, find_images_dir, image_problems,
                                  read_coco_json)
-from .core import DatasetError, DatasetReport
+from .core import DatasetError, DatasetReport, image_size
 from .voc import read_classes
 from .yolo import (BOX_WHY, YOLODataset, cache_path, label_path, list_images,
                                  parse_data_file, read_key_values, row_report, scan_labels,
@@ -159,8 +159,7 @@ def _voc_classes(root:Path, classes) -> tuple:
 def _voc_size(root:Path, p:dict) -> tuple:
     if p["size"]:
         return p["size"]
-    with Image.open(root/"JPEGImages"/p["filename"]) as im:
-        return im.size[::-1]
+    return image_size(root/"JPEGImages"/p["filename"])  # (H, W), EXIF orientation applied
 
 # %% ../../nbs/01d_data.convert.ipynb #634ee70f
 def read_voc(root, # VOC folder with Annotations/ and JPEGImages/

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from ..core import atomic_write
 from .coco import BOX_KINDS, box_outcomes, image_problems
-from .core import DatasetReport, DetectionDataset
+from .core import DatasetReport, DetectionDataset, image_size
 
 # %% auto #0
 __all__ = ['log', 'IMG_EXTS', 'IMAGE_KINDS', 'BACKGROUND', 'CACHE_VERSION', 'BOX_WHY', 'read_key_values', 'parse_data_file',
@@ -173,8 +173,8 @@ def scan_image(img, nc:int) -> dict:
     rec = dict(shape=None, status="missing", labels=[], duplicates=0, problems=[])
     try:
         with Image.open(img) as im:
-            rec["shape"] = [im.size[1], im.size[0]]
             im.verify()
+        rec["shape"] = list(image_size(img))  # as a viewer shows it (EXIF orientation)
     except FileNotFoundError:
         rec["problems"].append(["missing_image", "image not found"])
     except Exception as e:
