@@ -35,5 +35,7 @@ def test_folder_layout_skips_bad_pairs_when_asked(shapes, tmp_path):
     args = tiny_args(root, tmp_path/"runs", "f", "data.name=folder", "train.epochs=1")
     r = train(*args, check=False)
     assert r.returncode == 2 and bad.name in r.stderr and "Traceback" not in r.stderr, r.stderr
+    args[args.index("f")] = "f2"  # a run of its own
     r = train(*args[:-1], "train.epochs=1", "data.skip_bad=true")
-    assert "skipped 1 bad pair" in r.stderr + r.stdout
+    assert r.returncode == 0 and "data (train):" in r.stdout and "data_report.txt" in r.stdout
+    assert bad.name in (tmp_path/"runs/seg_shapes/f2/data_report.txt").read_text()

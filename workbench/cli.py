@@ -19,7 +19,7 @@ import workbench.tasks.detection, workbench.tasks.promptable
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'processes',
-           'header', 'data_lines', 'evaluate_only', 'run', 'user_message', 'main', 'launch_command', 'launch']
+           'header', 'evaluate_only', 'run', 'user_message', 'main', 'launch_command', 'launch']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
@@ -143,11 +143,6 @@ def header(exp:str, run_dir, learner) -> str:
             f"loss {learner.parts.info.get('loss', '?')}")
 
 # %% ../nbs/10_cli.ipynb #b2685542
-def data_lines(learner) -> list:
-    "One line per split whose data report has problems, pointing to the full list."
-    return [f"data ({split}): {r.summary()} (every file: {learner.run_dir/'data_report.txt'})"
-            for split, r in learner.reports.items() if not r.ok]
-
 def evaluate_only(args, exp:str, learner):
     "`--eval-only`: load the weights strictly, evaluate, write the metrics, config and artifacts."
     path = eval_weights(args, exp)
@@ -184,7 +179,6 @@ def run(args) -> int:
     learner = Learner(cfg, run_dir, make_accelerator(cfg, run_dir), train=not args.eval_only)
     if learner.is_main:
         print(header(exp, run_dir, learner))
-        for line in data_lines(learner): print(line)
     metrics = evaluate_only(args, exp, learner) if args.eval_only else learner.fit(resume)
     if learner.is_main:
         print(learner.summary(metrics))

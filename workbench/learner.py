@@ -24,7 +24,7 @@ from .data.core import DatasetReport, DatasetError
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
            'param_groups', 'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA',
            'TrainState', 'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset',
-           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'dataset_report', 'data_reports',
+           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'dataset_report', 'data_reports', 'report_lines',
            'write_data_report', 'Learner', 'checkpoint_candidates', 'find_state', 'checkpoint_state', 'read_results',
            'write_results']
 
@@ -394,6 +394,11 @@ def data_reports(parts:Parts, strict:bool=False) -> dict:
                                        "the data report an error)")
     return reports
 
+def report_lines(reports:dict, run_dir) -> list:
+    "One line per split whose report has problems, pointing to the full list in `run_dir`."
+    return [f"data ({split}): {r.summary()} (every file: {Path(run_dir)/'data_report.txt'})"
+            for split, r in reports.items() if not r.ok]
+
 def write_data_report(reports:dict, run_dir) -> Path|None:
     "`data_report.json` (everything) and `data_report.txt` (every file, readable) in `run_dir`."
     if not reports: return None
@@ -418,6 +423,14 @@ def _quiet(on:bool):
     finally:
         if on: logging.disable(logging.NOTSET)
 
+@contextlib.contextmanager
+def _quiet_data():
+    "The datasets' own warnings off: the Learner prints each split's report once, with its file."
+    logger = logging.getLogger("workbench.data")
+    level, _ = logger.level, logger.setLevel(logging.ERROR)
+    try: yield
+    finally: logger.setLevel(level)
+
 def _first_line(msg:str|None) -> str|None:
     return None if msg is None else (msg.strip().splitlines() or [""])[0][:300]
 
@@ -435,10 +448,12 @@ class Learner:
         set_cpu_threads(acc, cfg.train.cpu_threads)
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.task = get_task(cfg.task)(freeze(cfg if train else _val_as_train(cfg)))
-        with acc.main_process_first(), _quiet(not acc.is_main_process):
+        with acc.main_process_first(), _quiet(not acc.is_main_process), _quiet_data():
             self.parts = parts = self.task.build()
         self.reports = data_reports(parts, cfg.data.strict)
-        if self.is_main: write_data_report(self.reports, self.run_dir)
+        if self.is_main:
+            write_data_report(self.reports, self.run_dir)
+            for line in report_lines(self.reports, self.run_dir): print(line)
         if train: check_batchnorm_batch(parts.model, cfg.data.batch_size)
         self.seeded_train = SeededDataset(parts.train_ds, cfg.train.seed)
         tc = cfg.train

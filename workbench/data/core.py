@@ -32,7 +32,7 @@ _noted = set()
 
 def _note_depth(rule:str, path):
     "Log the first file a conversion rule of `DEPTH_RULES` is applied to (once per process)."
-    if rule not in _noted:
+    if rule not in _noted and _log.isEnabledFor(logging.WARNING):  # not while a Learner builds
         _noted.add(rule)
         _log.warning(f"{path}: {rule} image read as uint8 by {DEPTH_RULES[rule]}; every {rule} "
                      "image is read this way (logged once)")
