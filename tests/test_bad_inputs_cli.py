@@ -251,3 +251,12 @@ def test_weights_with_nan_or_a_folder_are_named(capsys, shapes, tmp_path, traine
     assert code == 2 and "nan.safetensors" in err and "NaN or Inf" in err and k in err
     code, _, err = run(capsys, seg_args(shapes, tmp_path, "f", f"model.weights={trained/'weights'}"))
     assert code == 2 and "is a folder" in err
+
+
+def test_val_images_that_are_train_images_are_reported(capsys, shapes, tmp_path):
+    code, out, _ = run(capsys, seg_args(shapes, tmp_path, "o", "data.val_split=train",
+                                        "train.epochs=1"))
+    assert code == 0 and "data (val):" in out and "train_overlap 24" in out
+    code, _, err = run(capsys, seg_args(shapes, tmp_path, "p", "data.val_split=train",
+                                        "data.strict=true"))
+    assert code == 2 and "train_overlap" in err and "data.strict=true" in err

@@ -39,7 +39,7 @@ def test_eval_only_with_weights_of_another_model_fails_clearly(shapes, tmp_path)
     assert r.returncode == 2 and "weights do not match" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 @pytest.mark.parametrize("extra,expect", [
-    (["data.root=/nonexistent/voc"], "no VOC layout"),
+    (["data.root=/nonexistent/voc"], "data.root='/nonexistent/voc': no such folder"),
     (["optim.lrr=0.1"], "did you mean ['lr']"),
     (["model.name=deeplabv3_resnet5"], "did you mean"),
 ])

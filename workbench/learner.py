@@ -24,9 +24,9 @@ from .data.core import DatasetReport, DatasetError
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
            'param_groups', 'build_optimizer', 'LRSchedule', 'steps_per_epoch', 'build_scheduler', 'ModelEMA',
            'TrainState', 'NonFiniteLoss', 'Plan', 'make_plan', 'resolve', 'make_accelerator', 'SeededDataset',
-           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'dataset_report', 'data_reports', 'report_lines',
-           'write_data_report', 'Learner', 'checkpoint_candidates', 'find_state', 'checkpoint_state', 'read_results',
-           'write_results']
+           'set_cpu_threads', 'make_loader', 'check_batchnorm_batch', 'dataset_report', 'dataset_files', 'data_reports',
+           'report_lines', 'write_data_report', 'Learner', 'checkpoint_candidates', 'find_state', 'checkpoint_state',
+           'read_results', 'write_results']
 
 # %% ../nbs/07_learner.ipynb #d6fed582
 @dataclass
@@ -375,19 +375,41 @@ def check_batchnorm_batch(model:nn.Module, batch_size:int):
                          "layers: use at least 2")
 
 # %% ../nbs/07_learner.ipynb #e0c9036e
-def dataset_report(ds) -> DatasetReport|None:
-    "The `.report` of `ds`, or of the dataset it wraps (`.dataset`, `.ds`), or None."
+def _unwrap(ds, found:Callable):
+    "The first non-None `found(d)` for `ds` and the datasets it wraps (`.dataset`, `.ds`)."
     for _ in range(8):
-        if ds is None or isinstance(getattr(ds, "report", None), DatasetReport):
-            return None if ds is None else ds.report
+        if ds is None or (v := found(ds)) is not None:
+            return None if ds is None else v
         inner = getattr(ds, "dataset", None)
         ds = inner if inner is not None else getattr(ds, "ds", None)
     return None
 
-def data_reports(parts:Parts, strict:bool=False) -> dict:
-    "`{split: DatasetReport}` of the train and val datasets; under `strict`, problems are errors."
+def dataset_report(ds) -> DatasetReport|None:
+    "The `.report` of `ds`, or of the dataset it wraps, or None."
+    return _unwrap(ds, lambda d: d.report if isinstance(getattr(d, "report", None), DatasetReport)
+                   else None)
+
+def dataset_files(ds) -> list|None:
+    "The image files of `ds` (`.image_files` or `.images`), or of the dataset it wraps, or None."
+    def files(d):
+        for v in (getattr(d, "image_files", None), getattr(d, "images", None)):
+            if isinstance(v, (list, tuple)) and v and isinstance(v[0], (str, Path)): return v
+    return _unwrap(ds, files)
+
+def _same_images(train_ds, val_ds) -> list:
+    "Val image files that are train images too (absolute paths compared)."
+    train = {os.path.abspath(f) for f in dataset_files(train_ds) or ()}
+    return [f for f in dataset_files(val_ds) or () if os.path.abspath(f) in train]
+
+def data_reports(parts:Parts, strict:bool=False, overlap:bool=True) -> dict:
+    """`{split: DatasetReport}` of the train and val datasets, val images that are train images
+    too counted as `train_overlap` (with `overlap`); under `strict`, problems are errors."""
     reports = {s: r for s, ds in (("train", parts.train_ds), ("val", parts.val_ds))
                if (r := dataset_report(ds)) is not None}
+    shared = _same_images(parts.train_ds, parts.val_ds) if overlap else []
+    if shared:
+        r = reports.setdefault("val", DatasetReport("the val split"))
+        for f in shared: r.add("train_overlap", f, "also a train image: validation scores it")
     for split, r in reports.items():
         if strict and not r.ok:
             raise DatasetError(r, hint=f"({split} split; data.strict=true makes every problem of "
@@ -450,7 +472,7 @@ class Learner:
         self.task = get_task(cfg.task)(freeze(cfg if train else _val_as_train(cfg)))
         with acc.main_process_first(), _quiet(not acc.is_main_process), _quiet_data():
             self.parts = parts = self.task.build()
-        self.reports = data_reports(parts, cfg.data.strict)
+        self.reports = data_reports(parts, cfg.data.strict, overlap=train)
         if self.is_main:
             write_data_report(self.reports, self.run_dir)
             for line in report_lines(self.reports, self.run_dir): print(line)

@@ -181,7 +181,8 @@ class DetectionDataset(torch.utils.data.Dataset):
 # %% ../../nbs/00b_data.core.ipynb #0e088fd0
 PROBLEM_KINDS = ("corrupt", "duplicate", "missing_image", "unreadable_image", "size_mismatch",
                  "unknown_image", "unknown_class", "out_of_range", "zero_area", "bad_row",
-                 "unreadable_label", "out_of_image", "non_finite", "no_labels", "missing_label")
+                 "unreadable_label", "out_of_image", "non_finite", "no_labels", "missing_label",
+                 "train_overlap")
 
 class DatasetError(ValueError):
     "A dataset check found problems; `.report` is the `DatasetReport`."
