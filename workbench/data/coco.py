@@ -19,7 +19,7 @@ from .core import (DatasetReport, DetectionDataset, BadFile, image_size,
 __all__ = ['log', 'COCO_FIELDS', 'COCO_UNIQUE', 'BOX_KINDS', 'ANN_KINDS', 'ANN_REASONS', 'read_coco_json', 'coco_index',
            'load_coco', 'resolve_ann_file', 'find_images_dir', 'box_outcomes', 'coco_boxes_xyxy', 'image_problem',
            'image_problems', 'check_image_files', 'annotation_refs', 'check_annotations', 'annotation_entries',
-           'COCODetection']
+           'no_labels', 'COCODetection']
 
 # %% ../../nbs/01b_data.coco.ipynb #a4cfdb19
 log = logging.getLogger(__name__)
@@ -336,6 +336,13 @@ def _dropped(r:DatasetReport) -> str: # " (what was left out)", for the message 
                                        "without_objects"))
     return f" (left out: {out})" if out else ""
 
+def no_labels(r:DatasetReport, source, n_images:int, what:str, need:bool, consequence:str):
+    "A split without any `what` (box, object): `no_labels` in `r`; an error if `need`."
+    why = f"no usable {what} in its {n_images} image(s)" + _dropped(r)
+    r.add("no_labels", source, why)
+    if need:
+        raise ValueError(f"{source}: {why}: {consequence}")
+
 class COCODetection(DetectionDataset):
     """COCO JSON detection split (the detection sample); `cat_ids[label]` is the original
     `category_id`; `report` lists every annotation and image it dropped, clipped or flagged."""
@@ -404,13 +411,10 @@ class COCODetection(DetectionDataset):
         self.report.counts["boxes"] = n
         if (empty := sum(len(l) == 0 for l in self.labels)):
             self.report.add("background", n=empty)
-        if n:
-            return
-        why = f"no usable box in its {len(self)} image(s)" + _dropped(self.report)
-        self.report.add("no_labels", self.ann_file, why)
-        if need_boxes:
-            raise ValueError(f"{self.ann_file}: {why}: a training split without boxes trains "
-                             "nothing and a validation split has no mAP")
+        if not n:
+            no_labels(self.report, self.ann_file, len(self), "box", need_boxes,
+                      "a training split without boxes trains nothing and a validation split "
+                      "has no mAP")
 
     def extra_target(self, i:int) -> dict:
         "Crowd boxes and labels of image `i` when `keep_crowd`."

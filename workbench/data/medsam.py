@@ -249,8 +249,22 @@ class MedSAMFiles:
         check_medsam_pair(img, gt, ip, gp)
         return img, gt
 
+# %% ../../nbs/01e_data.medsam.ipynb #ac40099a
+class _OnFiles:
+    "The report and skipped pairs of a dataset over a `MedSAMFiles` (`.files`)."
+    @property
+    def report(self) -> DatasetReport:
+        return self.files.report
+    @property
+    def skipped(self) -> dict:
+        return self.files.skipped
+    @property
+    def n_skipped(self) -> int:
+        return self.files.n_skipped
+
+
 # %% ../../nbs/01e_data.medsam.ipynb #9b2f6243
-class MedSAMDataset(torch.utils.data.Dataset):
+class MedSAMDataset(_OnFiles, torch.utils.data.Dataset):
     """MedSAM npy folder → one object per item: image, binary mask and (jittered at training) box
     prompt, as the seed."""
     def __init__(self, root, # folder with imgs/ and gts/
@@ -276,15 +290,6 @@ class MedSAMDataset(torch.utils.data.Dataset):
         else:
             self.items = [(n, None) for n in names]
 
-    @property
-    def report(self) -> DatasetReport:
-        return self.files.report
-    @property
-    def skipped(self) -> dict:
-        return self.files.skipped
-    @property
-    def n_skipped(self) -> int:
-        return self.files.n_skipped
     def __len__(self):
         return len(self.items)
     def set_epoch(self, epoch:int):
@@ -383,22 +388,13 @@ def show_medsam_samples(samples, # a list of `MedSAMDataset` items, or a collate
     return fig
 
 # %% ../../nbs/01e_data.medsam.ipynb #f7a67cef
-class MedSAMInstances:
+class MedSAMInstances(_OnFiles):
     """MedSAM npy folder as instances: item i → dict(image (H, W, 3)|(H, W), masks bool (N, H, W),
     name, label_ids [N])."""
     def __init__(self, root, skip_bad:bool=False):
         self.files = MedSAMFiles(root, skip_bad)
     def __len__(self):
         return len(self.files)
-    @property
-    def report(self) -> DatasetReport:
-        return self.files.report
-    @property
-    def skipped(self) -> dict:
-        return self.files.skipped
-    @property
-    def n_skipped(self) -> int:
-        return self.files.n_skipped
     def __getitem__(self, i:int) -> dict:
         name = self.files.names[i]
         img, gt = self.files.load(name)

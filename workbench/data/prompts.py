@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 import matplotlib.pyplot as plt
 from .coco import (annotation_refs, check_image_files, coco_index, read_coco_json,
-                                 _dropped, _sizes)
+                                 no_labels, _sizes)
 from .core import DatasetReport, read_image, item_rng
 from .medsam import (preprocess_config, sam_preprocess, resize_mask, mask_box,
                                    jitter_box, content_box, _flip,
@@ -126,13 +126,9 @@ class CocoInstances:
         "Count the objects; without any: `no_labels` in `report`, an error if `need_objects`."
         n = sum(len(self._by_image[i]) for i in self.ids)
         self.report.counts["objects"] = n
-        if n:
-            return
-        why = f"no usable object in its {len(self.coco.imgs)} image(s)" + _dropped(self.report)
-        self.report.add("no_labels", self.ann_file, why)
-        if need_objects:
-            raise ValueError(f"{self.ann_file}: {why}: a split without objects has no prompt to "
-                             "train or evaluate")
+        if not n:
+            no_labels(self.report, self.ann_file, len(self.coco.imgs), "object", need_objects,
+                      "a split without objects has no prompt to train or evaluate")
 
     def _anns(self, img_id) -> list:
         return self._by_image[img_id]
