@@ -260,3 +260,25 @@ def test_val_images_that_are_train_images_are_reported(capsys, shapes, tmp_path)
     code, _, err = run(capsys, seg_args(shapes, tmp_path, "p", "data.val_split=train",
                                         "data.strict=true"))
     assert code == 2 and "train_overlap" in err and "data.strict=true" in err
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("detection.multiscale=[320]", "detection.multiscale=(320,) must be 2 multiples of 32"),
+    ("data.classes=[a,a,b,c,d,e]", "data.classes names a class twice"),
+])
+def test_more_impossible_settings(capsys, tmp_path, setting, named):
+    code, _, err = run(capsys, ["--set", setting, "--output", tmp_path/"runs"])
+    assert code == 2 and named in err, err
+
+
+@pytest.mark.parametrize("exp, setting, named", [
+    ("seg_shapes", "model.freeze=encoder", "model.freeze='encoder' is set, but task 'segmentation'"),
+    ("seg_shapes", "model.nms=yolov3_eval", "model.nms='yolov3_eval' is set"),
+    ("yolox_nano_shapes", "model.backbone_only=true", "model.backbone_only=True is set"),
+    ("yolox_nano_shapes", "model.nms=foo", "model.nms='foo': expected one of"),
+    ("efficient_sam_shapes", "model.test_mode=slide", "model.test_mode='slide' is set"),
+])
+def test_model_fields_a_task_does_not_read_are_errors(capsys, tmp_path, exp, setting, named):
+    extra = ["model.test_crop=8", "model.test_stride=8"] if "slide" in setting else []
+    code, _, err = run(capsys, ["--exp", exp, "--set", setting, *extra, "--output", tmp_path])
+    assert code == 2 and named in err, err

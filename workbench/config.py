@@ -358,10 +358,12 @@ def low_high(n:int=2, lo:float=0.0): # n numbers >= lo, the first no larger than
 def each(n:int, rule):
     ok, what = rule
     return (lambda v: len(v) == n and all(ok(x) for x in v)), f"{n} values, each {what}"
-def multiple_of(k:int, empty_ok:bool=False):
-    ok = lambda v: all(_num(x) and x >= k and x % k == 0
-                       for x in (v if isinstance(v, tuple) else [v]))
-    return (lambda v: (empty_ok and v == ()) or ok(v)), f"a multiple of {k}, at least {k}"
+def multiple_of(k:int, empty_ok:bool=False, n:int=0): # n > 0: n of them, low to high
+    one = lambda x: _num(x) and x >= k and x % k == 0
+    ok = lambda v: (len(v) == n and all(map(one, v)) and v[0] <= v[-1]) if n else one(v)
+    what = (f"{n} multiples of {k} (at least {k}), low to high" if n
+            else f"a multiple of {k}, at least {k}")
+    return (lambda v: (empty_ok and v == ()) or ok(v)), what + (" (or empty)" if empty_ok else "")
 
 # %% ../nbs/00a_config.ipynb #baa5ef78
 PROB = within(0, 1)
@@ -378,7 +380,8 @@ CONFIG_RULES = {
     "detection.degrees": at_least(0), "detection.translate": PROB, "detection.shear": at_least(0),
     "detection.mosaic_scale": low_high(2, 1e-6), "detection.mixup_scale": low_high(2, 1e-6),
     "detection.hsv_gains": each(3, at_least(0)), "detection.max_labels": at_least(1),
-    "detection.min_box_side": at_least(0), "detection.multiscale": multiple_of(32, empty_ok=True),
+    "detection.min_box_side": at_least(0),
+    "detection.multiscale": multiple_of(32, empty_ok=True, n=2),
     "detection.multiscale_every": at_least(1),
     "prompts.prompt": one_of("box", "points", "box+points"),
     "prompts.cache_embeddings": one_of("auto", True, False),
@@ -408,6 +411,8 @@ CROSS_RULES = [  # (is it fine?, what to change)
      "train.epochs=0 trains nothing: set train.epochs >= 1 (or train.iters >= 1)"),
     (lambda c: c.model.test_mode != "slide" or (c.model.test_crop > 0 and c.model.test_stride > 0),
      "model.test_mode=slide needs model.test_crop > 0 and model.test_stride > 0"),
+    (lambda c: len(set(c.data.classes)) == len(c.data.classes),
+     "data.classes names a class twice: each name must be unique"),
     (lambda c: c.model.test_stride <= c.model.test_crop,
      "model.test_stride is larger than model.test_crop: windows would leave pixels out"),
 ]

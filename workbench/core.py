@@ -98,9 +98,16 @@ def _read_checkpoint(path:Path):
         try:
             return read(path)
         except Exception as e:
-            errors.append(str(e).strip().splitlines()[0][:160] if str(e).strip() else repr(e))
+            errors.append(_reason(e))
     raise ValueError(f"cannot read weights from {path.resolve()}: not a safetensors or torch file, "
                      f"or truncated/corrupt ({errors[0]})")
+
+def _reason(e:Exception) -> str:
+    "The part of a reader's error that says what is wrong with the file."
+    msg = str(e).strip() or repr(e)
+    if "WeightsUnpickler error:" in msg:  # torch: the reason sits between its advice
+        msg = msg.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+    return " ".join(msg.split())[:160]
 
 def load_weights(path, # `.safetensors`, `.pt`, `.pth` or `.bin` file
                  key:str|None=None, # checkpoint entry of the state_dict (auto: model/state_dict)

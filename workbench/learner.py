@@ -72,11 +72,14 @@ class Task:
     data_task = ""  # whose dataset layouts (`workbench.data.layouts`) it reads
     sections = ()  # the task sections of the config (`TASK_SECTIONS`) it reads
     unread_data = ()  # `data.*` fields it does not read (a value set there is an error)
+    unread_model = ()  # `model.*` fields it does not read (the same)
     def __init__(self, cfg:ExpConfig):
         self.cfg = cfg  # frozen (see `Learner`)
-        for k, v in changed(cfg.data).items():
-            if k in self.unread_data:
-                raise ValueError(f"data.{k}={v!r} is set, but task {cfg.task!r} does not read it")
+        for section, unread in (("data", self.unread_data), ("model", self.unread_model)):
+            for k, v in changed(getattr(cfg, section)).items():
+                if k in unread:
+                    raise ValueError(f"{section}.{k}={v!r} is set, but task {cfg.task!r} does not "
+                                     "read it")
         for s in unread_sections(type(self)):
             for k, v in changed(getattr(cfg, s)).items():
                 raise ValueError(f"{s}.{k}={v!r} is set, but task {cfg.task!r} does not read the "

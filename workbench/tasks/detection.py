@@ -91,9 +91,12 @@ class DetectionTask(Task):
     "Detection on COCO JSON (`data.name=coco`), YOLO txt (`data.name=yolo`) or synthetic shapes."
     data_task, sections = "detection", ("detection",)
     unread_data = SEG_DATA_FIELDS
+    unread_model = ("test_mode", "test_crop", "test_stride", "backbone_only")
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        if cfg.model.nms not in NMS_PRESETS:
+            raise ValueError(f"model.nms={cfg.model.nms!r}: expected one of {list(NMS_PRESETS)}")
         dc = cfg.detection
         self.scale = model_meta(cfg.model.name).get("pixel_range", 255.0) / 255.0  # input pixels ×
         self.multiscale = None

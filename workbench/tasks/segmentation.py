@@ -23,7 +23,7 @@ __all__ = ['SegmentationTask', 'labels_like_masks', 'split_source']
 class SegmentationTask(Task):
     "Semantic segmentation of VOC, Cityscapes or folder datasets (default: the synthetic shapes)."
     default_loss, data_task = "seg_ce", "segmentation"
-    unread_data = ("img_size",)
+    unread_data, unread_model = ("img_size",), ("nms", "freeze")
     train_source, _labelled, _seen = "the train split", 0, 0  # set by `build`, `train_step`
 
     def build(self) -> Parts:
