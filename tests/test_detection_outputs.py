@@ -267,3 +267,17 @@ def test_predict_file_non_finite_logits_fail(tmp_path):
         for p in net.parameters(): p.fill_(NAN)
     with pytest.raises(ValueError, match=f"{path}: the model gave .* non-finite logits"):
         predict_file(net, path)
+
+
+def test_ground_truth_without_area_is_scored_like_with_w_times_h(caplog):
+    "COCOeval reads `area` for its size ranges: a GT without it scores as with area = w*h."
+    from workbench.detection.postprocess import evaluate_coco, coco_stats
+    gt = dict(images=[dict(id=1, height=50, width=50)], categories=[dict(id=1, name="a")],
+              annotations=[dict(id=1, image_id=1, category_id=1, bbox=[5, 5, 20, 10], iscrowd=0)])
+    res = [dict(image_id=1, category_id=1, bbox=[5, 5, 20, 10], score=0.9)]
+    with_area = {**gt, "annotations": [{**gt["annotations"][0], "area": 200.0}]}
+    a = coco_stats(evaluate_coco(gt, res))
+    assert "without 'area'" in caplog.text
+    b = coco_stats(evaluate_coco(with_area, res))
+    assert a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+    assert a["AP"] == pytest.approx(1.0) and a["APs"] == pytest.approx(1.0)  # area 200: small

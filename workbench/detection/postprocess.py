@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06_detection.postprocess.ipynb #cd3f0c55
 from __future__ import annotations
-import contextlib, io, json, math
+import contextlib, io, json, logging, math
 from collections import Counter
 from pathlib import Path
 import numpy as np, torch
@@ -156,6 +156,14 @@ def _check_ids(gt:COCO, results, img_ids, name:str):
                          f"categories {sorted(cats)}: map contiguous labels to category ids "
                          "(to_coco_results(..., cat_ids))")
 
+def _fill_area(gt:COCO, name:str):
+    "Ground truth without `area` (COCOeval's size ranges read it): w·h, as `loadRes` does, said."
+    anns = [a for a in gt.dataset.get("annotations", []) if "area" not in a and "bbox" in a]
+    for a in anns: a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
+    if anns:
+        logging.getLogger(__name__).warning(f"{name}: {len(anns)} annotation(s) without 'area': "
+                                            "w*h of the bbox used for the size ranges")
+
 def _check_gt(gt:COCO, img_ids, name:str):
     ids = set(img_ids)
     n = sum(1 for a in gt.dataset.get("annotations", [])
@@ -184,6 +192,7 @@ def evaluate_coco(gt, # ground truth: COCO JSON path, dict or `COCO`
     img_ids = sorted(gt.getImgIds() if img_ids is None else {int(i) for i in img_ids})
     _check_ids(gt, results, img_ids, name)
     _check_gt(gt, img_ids, name)
+    _fill_area(gt, name)
     with _captured() as buf:
         # copies: loadRes adds keys
         dt = gt.loadRes([dict(r) for r in results]) if results else _empty_dt(gt)
