@@ -16,9 +16,9 @@ from .core import DatasetReport, DetectionDataset, image_size
 
 # %% auto #0
 __all__ = ['log', 'IMG_EXTS', 'IMAGE_KINDS', 'BACKGROUND', 'CACHE_VERSION', 'BOX_WHY', 'read_key_values', 'parse_data_file',
-           'list_images', 'label_path', 'parse_label_rows', 'scan_image', 'listed_again', 'usable', 'label_report',
-           'row_report', 'files_key', 'scan_labels', 'cache_path', 'yolo_to_xyxy', 'split_boxes', 'split_problems',
-           'YOLODataset']
+           'list_images', 'label_path', 'parse_label_rows', 'scan_image', 'listed_again', 'usable', 'first_listings',
+           'label_report', 'row_report', 'files_key', 'scan_labels', 'cache_path', 'yolo_to_xyxy', 'split_boxes',
+           'split_problems', 'YOLODataset']
 
 # %% ../../nbs/01c_data.yolo.ipynb #465c8c13
 log = logging.getLogger(__name__)
@@ -206,6 +206,12 @@ def usable(img_files, records) -> list: # indices of the images a dataset keeps
     return [k for k, (r, again) in enumerate(zip(records, listed_again(img_files)))
             if not (r["problems"] or again)]
 
+def first_listings(r:DatasetReport, source, img_files, records):
+    "(image, record) of every image's first listing; a later one is counted `duplicate` in `r`."
+    for img, rec, again in zip(img_files, records, listed_again(img_files)):
+        if again: r.add("duplicate", img, f"listed again in {source}: left out")
+        else: yield img, rec
+
 def _rows_again(r:DatasetReport, lp, rec:dict):
     if rec["duplicates"]:
         r.add("duplicate", lp, f"{rec['duplicates']} duplicate row(s) removed", n=rec["duplicates"])
@@ -217,10 +223,7 @@ def label_report(source, img_files, records) -> DatasetReport:
     "File by file: found / missing / empty label files, duplicate rows or entries, corrupt files."
     r = DatasetReport(source, kinds=("images", "found", "missing", "empty", "duplicate", "corrupt"))
     r.add("images", n=len(img_files))
-    for img, rec, again in zip(img_files, records, listed_again(img_files)):
-        if again:
-            r.add("duplicate", img, f"listed again in {source}: left out")
-            continue
+    for img, rec in first_listings(r, source, img_files, records):
         lp = label_path(img)
         st = rec["status"]
         r.add(st, *(() if st == "found" else (lp, BACKGROUND[st])))
@@ -236,10 +239,7 @@ def row_report(source, img_files, records) -> DatasetReport:
     "Row by row: every bad row (or image) under its kind, and the `background` images."
     r = DatasetReport(source, kinds=("images", "boxes", "background"))
     r.add("images", n=len(img_files))
-    for img, rec, again in zip(img_files, records, listed_again(img_files)):
-        if again:
-            r.add("duplicate", img, f"listed again in {source}: left out")
-            continue
+    for img, rec in first_listings(r, source, img_files, records):
         lp = label_path(img)
         if rec["status"] != "found":
             r.add("background")
