@@ -55,6 +55,7 @@ class DataConfig(_Section):
     std: tuple = (0.229, 0.224, 0.225)
     ignore_index: int = 255
     size_divisor: int = 1        # batches padded to a multiple of this (1 = to the largest image)
+    cache_mb: float = 0          # decoded image/mask pairs kept in RAM, MiB per process/worker
     batch_size: int = 16         # per process
     eval_batch_size: int = 1     # per process; > 1 pads to the batch's largest (borders may change)
     num_workers: int = 0         # 0 = load in the main process (debugging)
@@ -183,12 +184,14 @@ class TrainConfig(_Section):
     val_loss: bool = True
     # > 0: exactly this many optimizer steps (epochs derived, the last one cut short)
     iters: int = 0
+    # the model's 4-D tensors in channels_last (NHWC) memory: faster convolutions on CPU and GPU
+    channels_last: bool = True
 
 # %% ../nbs/00a_config.ipynb #a35be914
 TASK_SECTIONS = ("detection", "prompts")  # sections only some tasks read (see `Task.sections`)
 SEG_DATA_FIELDS = ("base_size", "eval_size", "crop_size", "crop_width", "cat_max_ratio",
                    "photometric", "scale", "hflip", "mean", "std", "ignore_index",
-                   "size_divisor")  # segmentation's
+                   "size_divisor", "cache_mb")  # segmentation's
 
 @dataclass
 class ExpConfig(_Section):
@@ -373,7 +376,7 @@ CONFIG_RULES = {
     "data.eval_size": at_least(0), "data.crop_size": at_least(1), "data.crop_width": at_least(0),
     "data.cat_max_ratio": (lambda v: _num(v) and 0 < v <= 1, "in (0, 1]"),
     "data.scale": low_high(2, 1e-6), "data.hflip": PROB, "data.mean": each(3, within(0, 1)),
-    "data.std": each(3, above(0)), "data.size_divisor": at_least(1),
+    "data.std": each(3, above(0)), "data.size_divisor": at_least(1), "data.cache_mb": at_least(0),
     "data.img_size": multiple_of(32),
     "detection.no_aug_epochs": at_least(0), "detection.mosaic_prob": PROB,
     "detection.mixup_prob": PROB, "detection.hsv_prob": PROB, "detection.flip_prob": PROB,

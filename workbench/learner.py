@@ -348,10 +348,11 @@ def set_cpu_threads(acc:Accelerator, threads:int=0):
     "On CPU, use `threads` torch threads per process (0: see above; -1: leave as launched)."
     if acc.device.type != "cpu" or threads < 0:
         return torch.get_num_threads()
-    # torchrun, accelerate launch: their OMP_NUM_THREADS is 1
-    launched = "LOCAL_WORLD_SIZE" in os.environ
+    # torchrun, accelerate launch (one process too): their OMP_NUM_THREADS is 1
+    launched = any(k in os.environ for k in ("LOCAL_WORLD_SIZE", "ACCELERATE_DYNAMO_BACKEND"))
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)))
-    omp = 0 if launched else int(os.environ.get("OMP_NUM_THREADS") or 0)
+    omp = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    omp = 0 if launched and omp == 1 else omp
     n = threads or omp or max(1, (os.cpu_count() or 1) // local)
     torch.set_num_threads(n)
     return n
@@ -485,6 +486,7 @@ class Learner:
         train_dl = make_loader(self.seeded_train, cfg.data, True, parts.collate_fn, tc.seed,
                                tc.drop_last and train)
         val_dl = make_loader(parts.val_ds, cfg.data, False, parts.val_collate, tc.seed)
+        if tc.channels_last: parts.model.to(memory_format=torch.channels_last)
         opt = build_optimizer(parts.model, cfg.optim)
         self.model, self.opt, self.train_dl, self.val_dl = acc.prepare(parts.model, opt, train_dl,
                                                                        val_dl)

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/01_data.synthetic.ipynb #e8b48721
 from __future__ import annotations
-import argparse, inspect, io, json, os, shutil, time, uuid
+import argparse, inspect, io, json, multiprocessing, os, shutil, time, uuid
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -320,18 +321,32 @@ def _check_params(n_train, n_val, seed, min_size, max_size, formats) -> dict:
                 max_size=int(max_size), formats=[f for f in FORMATS if f in fs])
 
 # %% ../../nbs/01_data.synthetic.ipynb #40caf3fe
+def _jobs() -> int:
+    "Processes drawing scenes: `$WORKBENCH_GEN_JOBS`, else the cores (at most 8)."
+    return max(1, int(os.environ.get("WORKBENCH_GEN_JOBS") or min(os.cpu_count() or 1, 8)))
+
+def _records(p:dict, jobs:int, chunk:int=256): # -> the scene records in (split, index) order
+    "Scenes drawn by `jobs` spawned processes (each has its own rng: same scenes for any `jobs`)."
+    keys = [(si, i) for si, s in enumerate(SPLITS) for i in range(p[f"n_{s}"])]
+    args = [(si, i, k + 1) for k, (si, i) in enumerate(keys)]
+    if jobs <= 1 or len(args) < 2 * chunk:
+        yield from (_scene_record(p, *a) for a in args)
+        return
+    from workbench.data.synthetic import _scene_record as draw  # importable by spawned processes
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(jobs, mp_context=ctx) as ex:
+        for c in range(0, len(args), chunk):  # a chunk at a time: bounded memory
+            yield from ex.map(draw, *zip(*[(p, *a) for a in args[c:c + chunk]]), chunksize=16)
+
 def _write_all(out:Path, p:dict) -> dict: # -> {split: {"images": n, "instances": n}}
     "Generate every scene once and hand it to each requested writer."
     writers = [_WRITERS[f](out, SPLITS) for f in p["formats"]]
-    counts, image_id = {s: dict(images=0, instances=0) for s in SPLITS}, 0
-    for si, s in enumerate(SPLITS):
-        for i in range(p[f"n_{s}"]):
-            image_id += 1
-            rec = _scene_record(p, si, i, image_id)
-            for wr in writers:
-                wr.add(rec)
-            counts[s]["images"] += 1
-            counts[s]["instances"] += len(rec["labels"])
+    counts = {s: dict(images=0, instances=0) for s in SPLITS}
+    for rec in _records(p, _jobs()):
+        for wr in writers:
+            wr.add(rec)
+        counts[rec["split"]]["images"] += 1
+        counts[rec["split"]]["instances"] += len(rec["labels"])
     for wr in writers:
         wr.close()
     return counts

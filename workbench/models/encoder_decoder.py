@@ -13,8 +13,9 @@ from torchvision.models._utils import IntermediateLayerGetter
 from .registry import register_model
 
 # %% auto #0
-__all__ = ['resize', 'conv_bn_relu', 'BaseHead', 'FCNHead', 'PSPHead', 'ASPPHead', 'EncoderDecoder', 'ResNetBackbone',
-           'resnet50_d8', 'TinyBackbone', 'pspnet_r50', 'encdec_fcn_r50', 'encdec_tiny']
+__all__ = ['resize', 'conv_bn_relu', 'BaseHead', 'FCNHead', 'PSPHead', 'UPerHead', 'ASPPHead', 'EncoderDecoder', 'ResNetBackbone',
+           'resnet50_d8', 'TinyBackbone', 'PyramidBackbone', 'pspnet_r50', 'encdec_fcn_r50', 'encdec_tiny',
+           'upernet_tiny', 'upernet_pyramid']
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #6c803df2
 def resize(x, # [B, C, h, w]
@@ -92,6 +93,35 @@ class PSPHead(BaseHead):
         pooled = [resize(m(x), x.shape[-2:], self.align_corners) for m in self.psp_modules]
         return self.bottleneck(torch.cat([x] + pooled, 1))
 
+# %% ../../nbs/03b_models.encoder_decoder.ipynb #ded8b797
+class UPerHead(BaseHead):
+    "UPerNet head: PPM on the last selected map + FPN over the others, fused at the finest."
+    def __init__(self, in_channels:tuple, # channels of each selected map, finest first
+                 channels:int, num_classes:int, pool_scales:tuple=(1, 2, 3, 6),
+                 in_index:tuple=(0, 1, 2, 3), **kwargs):
+        super().__init__(tuple(in_channels), channels, num_classes, in_index=list(in_index), **kwargs)
+        top, rest = in_channels[-1], in_channels[:-1]
+        pool = lambda s: nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_bn_relu(top, channels))
+        self.psp_modules = nn.ModuleList(pool(s) for s in pool_scales)
+        self.bottleneck = conv_bn_relu(top + len(pool_scales) * channels, channels, 3)
+        self.lateral_convs = nn.ModuleList(conv_bn_relu(c, channels) for c in rest)
+        self.fpn_convs = nn.ModuleList(conv_bn_relu(channels, channels, 3) for _ in rest)
+        self.fpn_bottleneck = conv_bn_relu(len(in_channels) * channels, channels, 3)
+
+    def select(self, feats:list): # -> the maps of `in_index`, finest first
+        return [feats[i] for i in self.in_index]
+
+    def forward_features(self, xs:list): # [B, C_i, h_i, w_i] -> [B, channels, h_0, w_0]
+        top, ac = xs[-1], self.align_corners
+        pooled = [resize(m(top), top.shape[-2:], ac) for m in self.psp_modules]
+        lat = [l(x) for l, x in zip(self.lateral_convs, xs[:-1])]
+        lat.append(self.bottleneck(torch.cat([top] + pooled, 1)))
+        for i in range(len(lat) - 1, 0, -1):  # top-down: each level plus the one above, upsampled
+            lat[i - 1] = lat[i - 1] + resize(lat[i], lat[i - 1].shape[-2:], ac)
+        outs = [f(x) for f, x in zip(self.fpn_convs, lat[:-1])] + [lat[-1]]
+        size = outs[0].shape[-2:]
+        return self.fpn_bottleneck(torch.cat([resize(o, size, ac) for o in outs], 1))
+
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #f43acfbb
 class ASPPHead(BaseHead):
     "DeepLabV3 head: image pool + ASPP (1×1 at dilation 1, dilated 3×3 otherwise) + 3×3 bottleneck."
@@ -162,6 +192,24 @@ class TinyBackbone(nn.Module):
             feats.append(x)
         return feats
 
+# %% ../../nbs/03b_models.encoder_decoder.ipynb #590341bf
+class PyramidBackbone(nn.Module):
+    "Five conv-BN-ReLU stages → w·(1, 2, 4, 8, 8) channels at strides (2, 4, 8, 16, 32)."
+    def __init__(self, width:int=32):
+        super().__init__()
+        w, cbr = width, partial(conv_bn_relu, kernel_size=3)
+        chans = [(3, w), (w, 2*w), (2*w, 4*w), (4*w, 8*w), (8*w, 8*w)]
+        self.stages = nn.ModuleList(
+            nn.Sequential(cbr(a, b, stride=2), *([cbr(b, b)] if k >= 2 else []))
+            for k, (a, b) in enumerate(chans))
+
+    def forward(self, x): # [B, 3, H, W] -> 5 maps
+        feats = []
+        for s in self.stages:
+            x = s(x)
+            feats.append(x)
+        return feats
+
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #c9cef0a3
 _META = dict(task="segmentation",
              source="workbench.models.encoder_decoder (mmseg layout, torchvision ResNet)",
@@ -196,3 +244,19 @@ def encdec_tiny(num_classes:int=21, width:int=16, aux:bool=True):
     head = PSPHead(4*w, 2*w, num_classes, pool_scales=(1, 2, 3, 6), in_index=3)
     aux_head = _aux_fcn(4*w, w, num_classes, 2) if aux else None
     return EncoderDecoder(TinyBackbone(w), head, aux_head=aux_head)
+
+@register_model(**_META)
+def upernet_tiny(num_classes:int=21, width:int=32, aux:bool=True):
+    "A tiny UPerNet: `TinyBackbone`, UPerHead on stages 2-4 (strides 4, 8, 8; w channels), FCN aux."
+    w = width
+    head = UPerHead((2*w, 4*w, 4*w), w, num_classes, in_index=(1, 2, 3))
+    aux_head = _aux_fcn(4*w, w, num_classes, 2) if aux else None
+    return EncoderDecoder(TinyBackbone(w), head, aux_head=aux_head)
+
+@register_model(**_META)
+def upernet_pyramid(num_classes:int=21, width:int=32, aux:bool=True):
+    "UPerNet on `PyramidBackbone`: UPerHead on strides 4-32 (w channels), FCN aux on stride 16."
+    w = width
+    head = UPerHead((2*w, 4*w, 8*w, 8*w), w, num_classes, in_index=(1, 2, 3, 4))
+    aux_head = _aux_fcn(8*w, w, num_classes, 3) if aux else None
+    return EncoderDecoder(PyramidBackbone(w), head, aux_head=aux_head)

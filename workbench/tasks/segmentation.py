@@ -14,6 +14,7 @@ from ..metrics import SegMetric, confusion_matrix
 from ..models import create_model
 from ..models.segmentation import load_seg_weights
 from ..models.registry import check_loaded
+from ..data.voc import set_cache
 
 # %% auto #0
 __all__ = ['SegmentationTask', 'labels_like_masks', 'split_source']
@@ -51,6 +52,7 @@ class SegmentationTask(Task):
         val_tr = seg_eval_transforms(d.eval_size, d.mean, d.std)
         val = layout.open_split(root, d.val_split,
                                 dict(transforms=val_tr, classes=train.classes, **kw))
+        for ds in (train, val): set_cache(ds, d.cache_mb)
         return train, val
 
     def _model(self, num_classes:int):
