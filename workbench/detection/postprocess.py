@@ -4,20 +4,19 @@
 
 # %% ../../nbs/06_detection.postprocess.ipynb #cd3f0c55
 from __future__ import annotations
-import contextlib, io, json, logging, math
+import contextlib, gc, io, json, logging, math
 from collections import Counter
 from pathlib import Path
 import numpy as np, torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torchvision.ops import batched_nms, box_convert, nms
 from ..core import atomic_write
 from .transforms import unletterbox_boxes
 
 # %% auto #0
-__all__ = ['NMS_PRESETS', 'STAT_NAMES', 'Detections', 'score_boxes', 'postprocess', 'pack_detections', 'unpack_detections',
-           'pack_infos', 'unpack_infos', 'to_coco_results', 'as_coco', 'dedup_results', 'evaluate_coco', 'coco_stats',
-           'per_class_ap', 'per_class_table', 'coco_eval', 'pr_curve', 'plot_pr_curve']
+__all__ = ['NMS_PRESETS', 'STAT_NAMES', 'COCO_BACKENDS', 'Detections', 'score_boxes', 'postprocess', 'pack_detections',
+           'unpack_detections', 'pack_infos', 'unpack_infos', 'to_coco_results', 'coco_backend', 'as_coco',
+           'dedup_results', 'evaluate_coco', 'coco_stats', 'per_class_ap', 'per_class_table', 'coco_eval', 'pr_curve',
+           'plot_pr_curve']
 
 # %% ../../nbs/06_detection.postprocess.ipynb #bb9aadad
 NMS_PRESETS = { # name -> postprocess keyword arguments
@@ -117,31 +116,72 @@ def _captured():
     with contextlib.redirect_stdout(buf):
         yield buf
 
-def as_coco(gt) -> COCO:
-    """Ground truth as a pycocotools `COCO` from a JSON path, a dict or a `COCO` (returned as is),
-    without printing."""
+@contextlib.contextmanager
+def _no_gc():
+    "The cyclic garbage collector paused: it would rescan the heap of annotation dicts many times."
+    enabled = gc.isenabled()
+    gc.disable()
+    try: yield
+    finally:
+        if enabled: gc.enable()
+
+def _pycocotools() -> tuple: # (COCO class, COCOeval class, COCOeval keyword arguments)
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    return COCO, COCOeval, {}
+
+def _faster_coco_eval() -> tuple: # the same; printing to stdout, captured as pycocotools' is
+    from faster_coco_eval import COCO, COCOeval_faster
+    # not `print` itself: given `print`, COCOeval_faster also makes the ground truth's COCO print
+    return COCO, COCOeval_faster, {"print_function": lambda *a: print(*a)}
+
+COCO_BACKENDS = {"faster_coco_eval": _faster_coco_eval, # evaluate/accumulate in C++
+                 "pycocotools": _pycocotools} # the reference; "auto": the first that imports
+
+# %% ../../nbs/06_detection.postprocess.ipynb #961a094d
+def coco_backend(name:str="auto") -> tuple: # (name, COCO class, COCOeval class, COCOeval kwargs)
+    "The COCO evaluation library `name`; 'auto': the first of `COCO_BACKENDS` that imports."
+    if name != "auto" and name not in COCO_BACKENDS:
+        raise ValueError(f"backend={name!r}: expected 'auto' or one of {list(COCO_BACKENDS)}")
+    names = list(COCO_BACKENDS) if name == "auto" else [name]
+    for n in names[:-1]:
+        try: return (n, *COCO_BACKENDS[n]())
+        except ImportError: pass
+    return (names[-1], *COCO_BACKENDS[names[-1]]()) # the last: its ImportError names the package
+
+# %% ../../nbs/06_detection.postprocess.ipynb #36662ed8
+def _gt_dataset(gt) -> dict:
+    "A COCO JSON path, a dict or either library's `COCO` as a dataset dict (a shallow copy)."
+    if isinstance(gt, (str, Path)):
+        return json.loads(Path(gt).read_text())
+    return dict(getattr(gt, "dataset", gt))
+
+def as_coco(gt, backend:str="auto"): # the backend's `COCO`, indexed
+    """Ground truth as the backend's `COCO` from a JSON path, a dict or a `COCO` (returned as is
+    when it is the backend's own), without printing."""
+    COCO = coco_backend(backend)[1]
     if isinstance(gt, COCO):
         return gt
     coco = COCO()
-    coco.dataset = dict(gt) if isinstance(gt, dict) else json.loads(Path(gt).read_text())
+    coco.dataset = _gt_dataset(gt)
     with _captured():
         coco.createIndex()
     return coco
 
 def dedup_results(results) -> list:
-    """Results without exact repeats of (image_id, category_id, bbox, score); first occurrence kept,
-    order preserved."""
-    seen, out = set(), []
-    for r in results:
-        k = (int(r["image_id"]), int(r["category_id"]),
-             tuple(round(float(v), 3) for v in r["bbox"]), round(float(r["score"]), 6))
-        if k not in seen:
-            seen.add(k)
-            out.append(r)
-    return out
+    """Results without exact repeats of (image_id, category_id, bbox to 1e-3, score to 1e-6); first
+    occurrence kept, order preserved."""
+    results = list(results)
+    if not results:
+        return results
+    rows = np.array([(r["image_id"], r["category_id"], *r["bbox"], r["score"]) for r in results],
+                    dtype=np.float64)  # [N, 7]
+    rows[:, 2:6], rows[:, 6] = rows[:, 2:6].round(3), rows[:, 6].round(6)
+    first = np.unique(rows, axis=0, return_index=True)[1]
+    return results if len(first) == len(results) else [results[i] for i in np.sort(first)]
 
 # %% ../../nbs/06_detection.postprocess.ipynb #db91285a
-def _check_ids(gt:COCO, results, img_ids, name:str):
+def _check_ids(gt, results, img_ids, name:str): # gt: either library's COCO
     missing = sorted(set(img_ids) - set(gt.getImgIds()))
     if missing:
         raise ValueError(f"{name}: {len(missing)} evaluated image ids are not in the ground "
@@ -156,7 +196,7 @@ def _check_ids(gt:COCO, results, img_ids, name:str):
                          f"categories {sorted(cats)}: map contiguous labels to category ids "
                          "(to_coco_results(..., cat_ids))")
 
-def _fill_area(gt:COCO, name:str):
+def _fill_area(gt, name:str):
     "Ground truth without `area` (COCOeval's size ranges read it): w·h, as `loadRes` does, said."
     anns = [a for a in gt.dataset.get("annotations", []) if "area" not in a and "bbox" in a]
     for a in anns: a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
@@ -164,7 +204,7 @@ def _fill_area(gt:COCO, name:str):
         logging.getLogger(__name__).warning(f"{name}: {len(anns)} annotation(s) without 'area': "
                                             "w*h of the bbox used for the size ranges")
 
-def _check_gt(gt:COCO, img_ids, name:str):
+def _check_gt(gt, img_ids, name:str):
     ids = set(img_ids)
     n = sum(1 for a in gt.dataset.get("annotations", [])
             if not a.get("iscrowd", 0) and a.get("image_id") in ids)
@@ -173,54 +213,66 @@ def _check_gt(gt:COCO, img_ids, name:str):
                          "scored: nothing to score, every AP would be undefined")
 
 # %% ../../nbs/06_detection.postprocess.ipynb #ff0a155f
-def _empty_dt(gt:COCO) -> COCO:
-    dt = COCO()
-    dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
-                  "annotations": []}
-    with _captured():
-        dt.createIndex()
-    return dt
+def _dt_dataset(gt, results) -> dict:
+    """Results as `loadRes` makes them for bbox (id from 1, area w·h, iscrowd 0): new dicts, the
+    caller's left alone, no polygons drawn."""
+    anns = [{"id": k, "image_id": int(r["image_id"]), "category_id": int(r["category_id"]),
+             "bbox": b, "area": b[2] * b[3], "score": float(r["score"]), "iscrowd": 0}
+            for k, r in enumerate(results, 1) for b in ([float(v) for v in r["bbox"]],)]
+    return {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
+            "annotations": anns}
 
-def evaluate_coco(gt, # ground truth: COCO JSON path, dict or `COCO`
+def _summary_lines(text:str) -> str:
+    "The 12 stat lines `summarize` prints (faster-coco-eval adds AR at IoU 0.5 and 0.75)."
+    return "\n".join([l for l in text.splitlines() if l.lstrip().startswith("Average")][:12])
+
+# %% ../../nbs/06_detection.postprocess.ipynb #9ce2d6e3
+def _evaluate(gt, results, img_ids, name, backend:str): # results already de-duplicated
+    name = name or (str(gt) if isinstance(gt, (str, Path)) else "ground truth")
+    backend, COCO, COCOeval, kw = coco_backend(backend)
+    with _no_gc():  # no cycles made here; hundreds of thousands of dicts
+        gt = as_coco(gt, backend)
+        img_ids = sorted(gt.getImgIds() if img_ids is None else {int(i) for i in img_ids})
+        _check_ids(gt, results, img_ids, name)
+        _check_gt(gt, img_ids, name)
+        _fill_area(gt, name)
+        dt = COCO()
+        dt.dataset = _dt_dataset(gt, results)
+        with _captured() as buf:
+            dt.createIndex()
+            E = COCOeval(gt, dt, "bbox", **kw)
+            E.params.imgIds = img_ids
+            E.evaluate(); E.accumulate(); E.summarize()
+    E.backend, E.summary_text = backend, _summary_lines(buf.getvalue())
+    return E
+
+def evaluate_coco(gt, # ground truth: COCO JSON path, dict or `COCO` (either library's)
                   results, # COCO result dicts; exact duplicates dropped
                   img_ids=None, # the image ids scored (default: every ground-truth image)
                   name:str|None=None, # the ground truth in error messages (default: its path)
-                 ) -> COCOeval: # evaluated, accumulated, summarised; printout in `.summary_text`
-    "Run pycocotools' bbox `COCOeval` quietly (also on empty results)."
-    name = name or (str(gt) if isinstance(gt, (str, Path)) else "ground truth")
-    gt, results = as_coco(gt), dedup_results(results)
-    img_ids = sorted(gt.getImgIds() if img_ids is None else {int(i) for i in img_ids})
-    _check_ids(gt, results, img_ids, name)
-    _check_gt(gt, img_ids, name)
-    _fill_area(gt, name)
-    with _captured() as buf:
-        # copies: loadRes adds keys
-        dt = gt.loadRes([dict(r) for r in results]) if results else _empty_dt(gt)
-        E = COCOeval(gt, dt, "bbox")
-        E.params.imgIds = img_ids
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    E.summary_text = buf.getvalue()
-    return E
+                  backend:str="auto", # a `COCO_BACKENDS` name, or "auto"
+                 ): # `COCOeval`, summarised; `.summary_text`: the 12 lines; `.backend`
+    "Run the bbox `COCOeval` of `backend` quietly (also on empty results)."
+    return _evaluate(gt, dedup_results(results), img_ids, name, backend)
 
 # %% ../../nbs/06_detection.postprocess.ipynb #f22d7b81
-def coco_stats(E:COCOeval) -> dict: # name -> float fraction, NaN where pycocotools says -1
+def coco_stats(E) -> dict: # E: from `evaluate_coco`; name -> float, NaN where COCOeval says -1
     "The 12 COCO stats under their names."
     return {k: (float(v) if v >= 0 else math.nan) for k, v in zip(STAT_NAMES, E.stats)}
 
-def per_class_ap(E:COCOeval, # from `evaluate_coco`
+def per_class_ap(E, # from `evaluate_coco` (either backend)
                  classes=None, # names in sorted category-id order (default: the GT category names)
                 ) -> dict: # name -> {"category_id", "AP", "AP50", "n_gt"}; AP NaN: no ground truth
     "Per-class AP@[.5:.95] and AP50 (area all, 100 detections)."
-    prec, cat_ids = E.eval["precision"], list(E.params.catIds)
+    p, cat_ids = E.eval["precision"][:, :, :, 0, -1], list(E.params.catIds)  # [T, R, K]
     names = list(classes) if classes is not None else [E.cocoGt.cats[c]["name"] for c in cat_ids]
-    mean = lambda a: float(a[a > -1].mean()) if (a > -1).any() else math.nan
+    with np.errstate(invalid="ignore"):  # 0 / 0: no ground truth, NaN
+        ap, ap50 = ((np.where(q > -1, q, 0).sum((0, 1)) / (q > -1).sum((0, 1))).tolist()
+                    for q in (p, p[:1]))
     anns, imgs = E.cocoGt.dataset["annotations"], set(E.params.imgIds)  # the images scored
     n_gt = Counter(a["category_id"] for a in anns
                    if not a.get("iscrowd", 0) and a["image_id"] in imgs)
-    return {n: {"category_id": c, "AP": mean(prec[:, :, k, 0, -1]),
-                "AP50": mean(prec[0, :, k, 0, -1]), "n_gt": n_gt[c]}
+    return {n: {"category_id": c, "AP": ap[k], "AP50": ap50[k], "n_gt": n_gt[c]}
             for k, (c, n) in enumerate(zip(cat_ids, names))}
 
 def per_class_table(per_class:dict) -> str:
@@ -236,29 +288,31 @@ def _plain(v):
                                   (np.generic,
                                    torch.Tensor)) else str(v)  # numpy/torch scalars in JSON
 
-def coco_eval(gt_json_path, # ground truth: COCO JSON path (or dict / pycocotools `COCO`)
+def coco_eval(gt_json_path, # ground truth: COCO JSON path (or dict / either library's `COCO`)
               results:list, # COCO result dicts with the dataset's original category ids, xywh boxes
               out_dir=None, # if given, the (de-duplicated) results go to out_dir/predictions.json
               classes=None, # names for the per-class table (default: the GT category names)
               img_ids=None, # the image ids scored (default: every ground-truth image)
               name:str|None=None, # the ground truth in error messages (default: its path)
+              backend:str="auto", # a `COCO_BACKENDS` name; "auto": faster-coco-eval if it imports
              ) -> dict: # the 12 stats as fractions (NaN: no GT in range), "per_class", "summary"
     "COCO bbox evaluation: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl."
     results = dedup_results(results)
-    E = evaluate_coco(gt_json_path, results, img_ids, name)
+    E = _evaluate(gt_json_path, results, img_ids, name, backend)
     if out_dir is not None:
         atomic_write(Path(out_dir)/"predictions.json",
                      lambda p: Path(p).write_text(json.dumps(results, default=_plain)))
     return {**coco_stats(E), "per_class": per_class_ap(E, classes), "summary": E.summary_text}
 
 # %% ../../nbs/06_detection.postprocess.ipynb #d7058845
-def pr_curve(E:COCOeval, iou:float=0.5) -> tuple: # (recall [R], precision [K, R], NaN: undefined)
+def pr_curve(E, # from `evaluate_coco` (either backend)
+             iou:float=0.5) -> tuple: # (recall [R], precision [K, R], NaN: undefined)
     "Interpolated precision at COCO's 101 recall points for each class (area all, 100 detections)."
     t = int(np.argmin(np.abs(E.params.iouThrs - iou)))
     p = E.eval["precision"][t, :, :, 0, -1].T.astype(np.float64)
     return E.params.recThrs.copy(), np.where(p > -1, p, np.nan)
 
-def plot_pr_curve(E:COCOeval, classes=None, iou:float=0.5): # Figure
+def plot_pr_curve(E, classes=None, iou:float=0.5): # Figure
     "Precision-recall curve per class at `iou`, with the class APs in the legend."
     import matplotlib.pyplot as plt
     rec, prec = pr_curve(E, iou)
