@@ -23,15 +23,15 @@ __all__ = ['seg_shapes', 'deeplabv3_r50_voc', 'pspnet_r50_cityscapes_512x1024_40
 # %% ../nbs/09_experiments.ipynb #40aaf608
 @register_experiment
 def seg_shapes() -> ExpConfig:
-    "A tiny PSPNet-style EncoderDecoder from scratch on the synthetic shapes (VOC), CPU-sized."
+    "A small UPerNet from scratch on the synthetic shapes (VOC), sized for a CPU."
     return ExpConfig(
         task="segmentation",
         data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16,
-                        eval_batch_size=1, num_workers=0),
-        model=ModelConfig(name="encdec_tiny", kwargs={"width": 32}),
+                        eval_size=216, eval_batch_size=1, num_workers=0, cache_mb=512),
+        model=ModelConfig(name="upernet_pyramid", kwargs={"width": 24}),
         optim=OptimConfig(name="adamw", lr=4e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),
-        train=TrainConfig(epochs=30, eval_every=10, best_metric="mIoU"))
+        train=TrainConfig(epochs=20, eval_every=5, best_metric="mIoU"))
 
 # %% ../nbs/09_experiments.ipynb #50e44cea
 @register_experiment
@@ -69,7 +69,7 @@ def pspnet_r50_cityscapes_512x1024_40k() -> ExpConfig:
 _SHAPES_MODELS = {"deeplabv3_mobilenet_v3_large": {}, "deeplabv3_resnet50": {},
                   "deeplabv3_resnet101": {}, "fcn_resnet50": {}, "pspnet_r50": {},
                   "encdec_fcn_r50": {}, "encdec_tiny": {"width": 32}, "unet_monai": {},
-                  "simple_fcn": {}}
+                  "simple_fcn": {}, "upernet_pyramid": {"width": 24}}
 _SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": [
     "optim.lr=0.002", "data.eval_size=216", "model.test_mode=slide", "model.test_crop=128",
     "model.test_stride=85", "train.epochs=40", "train.eval_every=5"]}

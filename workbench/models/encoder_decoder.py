@@ -15,7 +15,7 @@ from .registry import register_model
 # %% auto #0
 __all__ = ['resize', 'conv_bn_relu', 'BaseHead', 'FCNHead', 'PSPHead', 'UPerHead', 'ASPPHead', 'EncoderDecoder', 'ResNetBackbone',
            'resnet50_d8', 'TinyBackbone', 'PyramidBackbone', 'pspnet_r50', 'encdec_fcn_r50', 'encdec_tiny',
-           'upernet_tiny', 'upernet_pyramid']
+           'upernet_pyramid']
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #6c803df2
 def resize(x, # [B, C, h, w]
@@ -242,14 +242,6 @@ def encdec_tiny(num_classes:int=21, width:int=16, aux:bool=True):
     "A tiny PSPNet for smoke tests: `TinyBackbone`, PSPHead on stage 4 (4w→2w), FCN aux on stage 3."
     w = width
     head = PSPHead(4*w, 2*w, num_classes, pool_scales=(1, 2, 3, 6), in_index=3)
-    aux_head = _aux_fcn(4*w, w, num_classes, 2) if aux else None
-    return EncoderDecoder(TinyBackbone(w), head, aux_head=aux_head)
-
-@register_model(**_META)
-def upernet_tiny(num_classes:int=21, width:int=32, aux:bool=True):
-    "A tiny UPerNet: `TinyBackbone`, UPerHead on stages 2-4 (strides 4, 8, 8; w channels), FCN aux."
-    w = width
-    head = UPerHead((2*w, 4*w, 4*w), w, num_classes, in_index=(1, 2, 3))
     aux_head = _aux_fcn(4*w, w, num_classes, 2) if aux else None
     return EncoderDecoder(TinyBackbone(w), head, aux_head=aux_head)
 
