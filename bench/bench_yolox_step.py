@@ -1,49 +1,175 @@
-"""YOLOX forward+backward step time on CPU, and how much of it is the loss (SimOTA assignment included).
+"""YOLOX training step: the workbench's against the official Megvii YOLOX, same weights, same batch.
 
-usage: python bench/bench_yolox_step.py [--model yolox_s] [--batch 4] [--size 640] [--objects 30] [--reps 3]
-Prints median ms per step for the full train step and for the forward alone (eval decode), and the ratios.
+    git clone https://github.com/Megvii-BaseDetection/YOLOX /tmp/yolox_src   # the reference
+    pip install loguru          # its model files import it (a logging stand-in is used if absent)
+    python bench/bench_yolox_step.py --yolox-src /tmp/yolox_src   # or YOLOX_SRC=...; 2 threads
+    python bench/bench_yolox_step.py --reps 7 --other-layout      # + ours contiguous, interleaved
+    python bench/bench_yolox_step.py --compile                    # + ours under torch.compile
+    python bench/bench_yolox_step.py --device cuda --amp bf16     # untested: no GPU here
+
+Run from the repository root with the package importable (`pip install -e .` or PYTHONPATH=.).
+A step is `zero_grad` + forward + YOLOX loss (SimOTA) + backward (+ an SGD step with `--sgd`, the
+same on both sides). Ours is what training runs by default: `create_model(--model)`, the loss as
+the detection task builds it (`create_loss(LossConfig(), ...)`: "yolox"), and the model in
+channels_last memory format exactly as the Learner puts it (`model.to(memory_format=
+torch.channels_last)` before the optimizer is built; `--no-channels-last` to time it without).
+The reference is the official `YOLOX(YOLOPAFPN, YOLOXHead)` as its `Exp.get_model` builds it
+(BN eps 1e-3, momentum 0.03, prior biases 0.01) with its own loss (`model(images, targets)`),
+contiguous, as its trainer runs it. Both get the same state_dict and batch (`--batch` images of
+`--size`², `--objects` boxes each, 80 classes).
+
+Prints the loss and gradient differences of one fp32 step (max |diff|, worst per-tensor
+||diff|| / ||g||), then the median wall and process-CPU ms per step of each side over `--reps`
+interleaved rounds (one step of each side per round, in a new random order each round, after a
+warm-up) and the ratios ours / official (`--show-times`: every repeat's wall time).
+`--compile` compiles the model only (the assignment has data-dependent shapes) and prints the
+compile time apart. Exits with a message when the official code is absent.
 """
-import argparse, statistics, time
+import argparse, copy, logging, os, random, statistics, sys, time, types
+from contextlib import nullcontext
+from pathlib import Path
 import torch
+from workbench.config import LossConfig
+from workbench.losses import create_loss
 from workbench.models import create_model
-from workbench.models.yolox_loss import YOLOXLoss
+from workbench.models.yolox import _VARIANTS
 
-def timed(fn, reps):
-    fn(); ts = []
+def official_modules(src:str):
+    "Import `yolox.models` from the official checkout `src` (loguru stubbed when absent)."
+    if not (Path(src)/"yolox"/"models"/"yolo_head.py").is_file():
+        sys.exit(f"official YOLOX not found at {src!r}: git clone "
+                 "https://github.com/Megvii-BaseDetection/YOLOX and pass --yolox-src")
+    try: import loguru  # noqa: F401
+    except ImportError: sys.modules["loguru"] = types.SimpleNamespace(logger=logging.getLogger())
+    sys.path.insert(0, str(Path(src).resolve()))
+    import yolox.models as ym
+    return ym
+
+def official_model(ym, variant:str, num_classes:int):
+    "The official `Exp.get_model()` (yolox_base.py) for a CSPDarknet variant."
+    depth, width, dw, _ = _VARIANTS[variant]
+    backbone = ym.YOLOPAFPN(depth, width, in_channels=[256, 512, 1024], depthwise=dw)
+    head = ym.YOLOXHead(num_classes, width, in_channels=[256, 512, 1024], depthwise=dw)
+    model = ym.YOLOX(backbone, head)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d): m.eps, m.momentum = 1e-3, 0.03
+    model.head.initialize_biases(1e-2)
+    return model.train()
+
+def make_batch(b:int, size:int, objects:int, num_classes:int, seed:int=0):
+    "Images [b, 3, size, size] 0–255 and targets [b, objects + 10, 5] (valid rows first)."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 3, size, size, generator=g) * 255
+    t = torch.zeros(b, objects + 10, 5)
+    wh = 16 + torch.rand(b, objects, 2, generator=g) * size / 4
+    t[:, :objects, 0] = torch.randint(0, num_classes, (b, objects), generator=g).float()
+    t[:, :objects, 1:3] = wh / 2 + torch.rand(b, objects, 2, generator=g) * (size - wh)
+    t[:, :objects, 3:5] = wh
+    return x, t
+
+def grads(model) -> dict:
+    return {k: p.grad.detach().float().contiguous() for k, p in model.named_parameters()}
+
+def compare(ours_step, ref_step, ours, ref):
+    "Loss and gradients of one step on each side: max abs and relative difference."
+    lo, lr = ours_step(), ref_step()
+    go, gr = grads(ours), grads(ref)
+    d = {k: (go[k] - gr[k]).norm().item() for k in gr}
+    floor = 1e-4 * max(g.norm().item() for g in gr.values())  # grads ~0 (a bias before a BN)
+    rel = {k: d[k] / max(gr[k].norm().item(), floor) for k in gr}
+    worst = max(rel, key=rel.get)
+    dmax = max((go[k] - gr[k]).abs().max().item() for k in gr)
+    print(f"loss ours {lo:.6f} official {lr:.6f} |diff| {abs(lo - lr):.2e} "
+          f"(rel {abs(lo - lr) / abs(lr):.2e})")
+    print(f"gradients of {len(gr)} tensors: max |diff| {dmax:.2e}; worst ||diff||/||g|| "
+          f"{rel[worst]:.2e} ({worst})")
+
+def timed_interleaved(fns:dict, reps:int, sync, show:bool=False) -> dict:
+    """Median (wall, process CPU) seconds of each fn over `reps` rounds of one call each, after a
+    warm-up; each round in a new random order, so a periodic neighbour load hits no side alone."""
+    for f in fns.values(): f(); sync()
+    ts, rng = {k: [] for k in fns}, random.Random(0)
     for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+        for k in rng.sample(list(fns), len(fns)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[k](); sync()
+            ts[k].append((time.perf_counter() - t0, time.process_time() - c0))
+    if show:
+        for k, v in ts.items(): print(f"{k:<26} wall s: " + " ".join(f"{w:.2f}" for w, _ in v))
+    return {k: tuple(statistics.median(t[i] for t in v) for i in (0, 1)) for k, v in ts.items()}
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--yolox-src", default=os.environ.get("YOLOX_SRC", "/tmp/yolox_src"))
+    p.add_argument("--model", default="yolox_s", choices=[f"yolox_{v}" for v in _VARIANTS
+                                                          if v != "darknet53"])
+    p.add_argument("--batch", type=int, default=4); p.add_argument("--size", type=int, default=640)
+    p.add_argument("--objects", type=int, default=30); p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2); p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--other-layout", action="store_true",
+                   help="also time ours in the other memory format")
+    p.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    p.add_argument("--sgd", action="store_true", help="add an SGD step on both sides")
+    p.add_argument("--show-times", action="store_true", help="print every repeat's wall time")
+    return p.parse_args()
+
+def stepper(model, loss_of, a, dev):
+    "A training step of `model`: zero_grad, forward + loss under `--amp`, backward (+ SGD)."
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9) if a.sgd else None
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=dtype) if dtype else nullcontext():
+            L = loss_of(model)
+        L.backward()
+        if opt: opt.step()
+        return L.item()
+    return step
+
+def layout(cl:bool) -> str: return "channels_last" if cl else "contiguous"
 
 def main():
-    p = argparse.ArgumentParser(); p.add_argument("--model", default="yolox_s"); p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=640); p.add_argument("--objects", type=int, default=30); p.add_argument("--reps", type=int, default=3)
-    a = p.parse_args()
-    g = torch.Generator().manual_seed(0)
-    m = create_model(a.model, num_classes=80)
-    x = torch.rand(a.batch, 3, a.size, a.size, generator=g) * 255
-    t = torch.zeros(a.batch, 120, 5)
-    wh = 16 + torch.rand(a.batch, a.objects, 2, generator=g) * a.size / 4
-    t[:, :a.objects, 0] = torch.randint(0, 80, (a.batch, a.objects), generator=g).float()
-    t[:, :a.objects, 1:3] = wh / 2 + torch.rand(a.batch, a.objects, 2, generator=g) * (a.size - wh)
-    t[:, :a.objects, 3:5] = wh
-    loss = YOLOXLoss()
-    def train_step():
-        m.train()
-        loss(m(x), t)["loss"].backward()
-        m.zero_grad(set_to_none=True)
-    def fwd_bwd_no_loss():  # the same forward + a trivial loss on the raw outputs: the network's share
-        m.train()
-        m(x)["raw"].float().mean().backward()
-        m.zero_grad(set_to_none=True)
-    @torch.no_grad()
-    def eval_fwd():
-        m.eval()
-        m(x)
-    s, n, e = timed(train_step, a.reps), timed(fwd_bwd_no_loss, a.reps), timed(eval_fwd, a.reps)
-    print(f"{a.model}, batch {a.batch}×{a.size}², {a.objects} objects/image, {torch.get_num_threads()} threads, median of {a.reps}")
-    print(f"train step (forward + YOLOX loss + backward)  {s*1e3:9.1f} ms")
-    print(f"forward + backward without the loss           {n*1e3:9.1f} ms")
-    print(f"eval forward (decoded outputs)                {e*1e3:9.1f} ms")
-    print(f"loss share of the train step                  {(s - n)/s:9.2f}  (ratio step / network-only {s/n:.2f}x)")
+    a = parse()
+    torch.set_num_threads(a.threads)
+    ym, dev = official_modules(a.yolox_src), torch.device(a.device)
+    torch.manual_seed(0)
+    ours = create_model(a.model, num_classes=80).train()
+    ref = official_model(ym, a.model.split("_", 1)[1], 80)
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    ours, ref = ours.to(dev), ref.to(dev)
+    other = copy.deepcopy(ours)
+    if not a.channels_last: other.to(memory_format=torch.channels_last)
+    if a.channels_last: ours.to(memory_format=torch.channels_last)  # as the Learner does
+    loss = create_loss(LossConfig(), ours, a.model, default="yolox", num_classes=80,
+                       img_size=a.size)
+    x, t = (v.to(dev) for v in make_batch(a.batch, a.size, a.objects, 80))
+    ours_loss = lambda m: loss(m(x), t)["loss"]
+    ours_step = stepper(ours, ours_loss, a, dev)
+    ref_step = stepper(ref, lambda m: m(x, t)["total_loss"], a, dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if not a.sgd and a.amp == "none": compare(ours_step, ref_step, ours, ref)
+    fns = {"ours": ours_step, "official": ref_step}
+    if a.other_layout:
+        fns[f"ours {layout(not a.channels_last)}"] = stepper(other, ours_loss, a, dev)
+    if a.compile:
+        fns["ours+compile"] = stepper(torch.compile(ours), ours_loss, a, dev)
+        t0 = time.perf_counter(); fns["ours+compile"](); sync()
+        print(f"torch.compile: first step (compile included) {time.perf_counter() - t0:.1f} s")
+    med = timed_interleaved(fns, a.reps, sync, a.show_times)
+    print(f"{a.model}, batch {a.batch}×{a.size}², {a.objects} objects/image, {a.device}, amp "
+          f"{a.amp}, {torch.get_num_threads()} threads, ours {layout(a.channels_last)}, median "
+          f"of {a.reps} interleaved steps{' + SGD' if a.sgd else ''}")
+    report(med, "official")
+
+def report(med:dict, ref:str):
+    "Medians and ratios against `ref`."
+    print("wall ms/step, process CPU ms/step (all threads; under load the CPU time moves less)")
+    for k, (w, c) in med.items(): print(f"{k:<26} {w * 1e3:9.1f} {c * 1e3:9.1f}")
+    for k in med:
+        if k == ref: continue
+        r = [med[k][i] / med[ref][i] for i in (0, 1)]
+        print(f"ratio {k}/{ref}: wall {r[0]:.3f}x, CPU {r[1]:.3f}x")
 
 if __name__ == "__main__": main()

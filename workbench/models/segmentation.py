@@ -13,15 +13,23 @@ from ..core import load_weights
 from .registry import register_model, create_model, load_pretrained
 
 # %% auto #0
-__all__ = ['deeplabv3_resnet50', 'deeplabv3_resnet101', 'deeplabv3_mobilenet_v3_large', 'fcn_resnet50', 'hub_checkpoint',
-           'load_seg_weights', 'drop_aux', 'SimpleFCN', 'simple_fcn', 'PadToMultiple', 'unet_monai']
+__all__ = ['out_of_place', 'deeplabv3_resnet50', 'deeplabv3_resnet101', 'deeplabv3_mobilenet_v3_large', 'fcn_resnet50',
+           'hub_checkpoint', 'load_seg_weights', 'drop_aux', 'SimpleFCN', 'simple_fcn', 'PadToMultiple', 'unet_monai']
 
 # %% ../../nbs/03a_models.segmentation.ipynb #7e5b8691
 _IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
+def out_of_place(model:nn.Module) -> nn.Module:
+    "Run Hardswish, Hardsigmoid and SiLU out of place (their backward reads the input); `model`."
+    for m in model.modules():
+        if isinstance(m, (nn.Hardswish, nn.Hardsigmoid, nn.SiLU)):
+            m.inplace = False
+    return model
+
 def _tv(builder, num_classes, aux):
-    "Call a torchvision segmentation builder without any download."
-    return builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
+    "Call a torchvision segmentation builder without any download; activations out of place."
+    return out_of_place(builder(weights=None, weights_backbone=None, num_classes=num_classes,
+                                aux_loss=aux))
 
 # %% ../../nbs/03a_models.segmentation.ipynb #81744517
 @register_model(task="segmentation", source="torchvision.models.segmentation", **_IMAGENET)

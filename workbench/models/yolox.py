@@ -18,12 +18,12 @@ __all__ = ['get_activation', 'BaseConv', 'DWConv', 'Bottleneck', 'ResLayer', 'SP
 
 # %% ../../nbs/03c_models.yolox.ipynb #90a65d47
 def get_activation(name:str="silu") -> nn.Module:
-    "In-place `SiLU`, `ReLU` or `LeakyReLU(0.1)` (`'silu'`, `'relu'`, `'lrelu'`)."
-    lrelu = lambda inplace: nn.LeakyReLU(0.1, inplace=inplace)
-    acts = {"silu": nn.SiLU, "relu": nn.ReLU, "lrelu": lrelu}
+    "`SiLU` (out of place), in-place `ReLU` or `LeakyReLU(0.1)` (`'silu'`, `'relu'`, `'lrelu'`)."
+    lrelu = lambda: nn.LeakyReLU(0.1, inplace=True)
+    acts = {"silu": nn.SiLU, "relu": lambda: nn.ReLU(inplace=True), "lrelu": lrelu}
     if name not in acts:
         raise ValueError(f"unknown activation {name!r}; use one of {list(acts)}")
-    return acts[name](inplace=True)
+    return acts[name]()
 
 class BaseConv(nn.Module):
     "Conv2d ('same' padding, stride `stride`) → BatchNorm2d(eps 1e-3, momentum 0.03) → activation."
@@ -74,7 +74,7 @@ class ResLayer(nn.Module):
     def forward(self, x):
         return x + self.layer2(self.layer1(x))
 
-# %% ../../nbs/03c_models.yolox.ipynb #dab5f46d
+# %% ../../nbs/03c_models.yolox.ipynb #0841f214
 class SPPBottleneck(nn.Module):
     "1×1 → in/2; concat with stride-1 max-pools (5, 9, 13; −inf padding) → 1×1 → out (YOLOv3-SPP)."
     def __init__(self, in_channels:int, out_channels:int, kernel_sizes:tuple=(5, 9, 13),
@@ -84,11 +84,23 @@ class SPPBottleneck(nn.Module):
         self.conv1 = BaseConv(in_channels, hidden, 1, 1, act=activation)
         self.m = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in kernel_sizes)
         self.conv2 = BaseConv(hidden * (len(kernel_sizes) + 1), out_channels, 1, 1, act=activation)
+        k0 = kernel_sizes[0]  # k0, 2k0 - 1, 3k0 - 2, ...: pool k0 repeated gives each of them
+        self.chain = all(k == i * (k0 - 1) + k0 for i, k in enumerate(kernel_sizes))
+
+    def pools(self, x) -> list: # [B, C, H, W] -> one [B, C, H, W] per kernel size
+        "The max-pools of `x`; (5, 9, 13) as pool 5 applied 1, 2, 3 times (YOLOv5's SPPF)."
+        if not self.chain:
+            return [m(x) for m in self.m]
+        outs = [self.m[0](x)]
+        for _ in self.m[1:]:
+            outs.append(self.m[0](outs[-1]))
+        return outs
 
     def forward(self, x):
         x = self.conv1(x)
-        return self.conv2(torch.cat([x] + [m(x) for m in self.m], 1))
+        return self.conv2(torch.cat([x, *self.pools(x)], 1))
 
+# %% ../../nbs/03c_models.yolox.ipynb #dab5f46d
 class CSPLayer(nn.Module):
     "CSP block (YOLOv5's C3): conv1 → n bottlenecks, conv2 beside it, conv3 over both."
     def __init__(self, in_channels:int, out_channels:int, n:int=1, shortcut:bool=True,
@@ -117,7 +129,7 @@ class Focus(nn.Module):
 
 # %% ../../nbs/03c_models.yolox.ipynb #2db82170
 class StageBackbone(nn.Module):
-    "Base of `CSPDarknet`, `DarknetBackbone`: runs `stem`, `dark2` … `dark5`, returns `out_features`."
+    "Base of `CSPDarknet` and `DarknetBackbone`: runs `stem` … `dark5`, returns `out_features`."
     stages = ("stem", "dark2", "dark3", "dark4", "dark5")
     def forward(self, x): # [B, 3, H, W] -> {name: feature map}
         out = {}

@@ -33,8 +33,8 @@ def decode_boxes(reg, # [..., A, 4] raw (tx, ty, tw, th)
                  grid, stride, # [A, 2], [A]
                 ): # [..., A, 4] cxcywh, input pixels
     "`xy = (t_xy + grid)·stride`, `wh = exp(t_wh)·stride`."
-    s = stride[:, None].to(reg.dtype)
-    return torch.cat([(reg[..., :2] + grid.to(reg.dtype)) * s, reg[..., 2:4].exp() * s], -1)
+    s, (xy, wh) = stride[:, None].to(reg.dtype), reg.split(2, -1)
+    return torch.cat([(xy + grid.to(reg.dtype)) * s, wh.exp() * s], -1)
 
 def decode_outputs(raw, # [B, A, 5 + C] raw head output
                    grid, stride,
@@ -242,7 +242,8 @@ def yolox_loss(raw, # [B, A, 5 + C] raw head output
     "YOLOX training loss with SimOTA targets (the official keys); fp32 with autocast off."
     with torch.autocast(raw.device.type, enabled=False):
         raw, targets, grid, stride = raw.float(), targets.float(), grid.float(), stride.float()
-        boxes, obj, cls = decode_boxes(raw[..., :4], grid, stride), raw[..., 4], raw[..., 5:]
+        reg, obj, cls = raw.split([4, 1, raw.shape[-1] - 5], -1)
+        boxes, obj = decode_boxes(reg, grid, stride), obj.squeeze(-1)
         valid, gt_cls = target_rows(targets), targets[..., 0].long()
         a = simota_assign(boxes.detach(), cls.detach(), obj.detach(), targets[..., 1:5], gt_cls,
                           valid, grid, stride, assigner)
@@ -256,7 +257,7 @@ def yolox_loss(raw, # [B, A, 5 + C] raw head output
         anchor = fg.nonzero()[:, 1]
         l_l1 = raw.new_zeros(())
         if use_l1:
-            l_l1 = (raw[..., :4][fg] - _l1_target(gt, grid[anchor], stride[anchor])).abs().sum() / n
+            l_l1 = (reg[fg] - _l1_target(gt, grid[anchor], stride[anchor])).abs().sum() / n
         total = reg_weight * l_iou + l_obj + l_cls + l_l1
         return dict(total_loss=total, iou_loss=reg_weight * l_iou, conf_loss=l_obj, cls_loss=l_cls,
                     l1_loss=l_l1, num_fg=raw.new_tensor(n / max(int(valid.sum()), 1)))
