@@ -14,7 +14,7 @@ from .registry import register_model
 
 # %% auto #0
 __all__ = ['resize', 'conv_bn_relu', 'BaseHead', 'FCNHead', 'PSPHead', 'UPerHead', 'ASPPHead', 'EncoderDecoder', 'ResNetBackbone',
-           'resnet50_d8', 'TinyBackbone', 'PyramidBackbone', 'pspnet_r50', 'encdec_fcn_r50', 'encdec_tiny',
+           'resnet50_d8', 'Stages', 'TinyBackbone', 'PyramidBackbone', 'pspnet_r50', 'encdec_fcn_r50', 'encdec_tiny',
            'upernet_pyramid']
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #6c803df2
@@ -176,7 +176,16 @@ def resnet50_d8() -> ResNetBackbone:
     return ResNetBackbone(resnet)
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #a5faeea2
-class TinyBackbone(nn.Module):
+class Stages(nn.Module):
+    "A backbone made of `self.stages` (set by subclasses), run in order."
+    def forward(self, x): # [B, 3, H, W] -> every stage's output, in stride order
+        feats = []
+        for s in self.stages:
+            x = s(x)
+            feats.append(x)
+        return feats
+
+class TinyBackbone(Stages):
     "Four conv-BN-ReLU stages → w·(1, 2, 4, 4) channels at strides (2, 4, 8, 8), the last dilated."
     def __init__(self, width:int=16):
         super().__init__()
@@ -185,15 +194,8 @@ class TinyBackbone(nn.Module):
                                      conv_bn_relu(2*w, 4*w, 3, 2),
                                      conv_bn_relu(4*w, 4*w, 3, dilation=2)])
 
-    def forward(self, x): # [B, 3, H, W] -> 4 maps
-        feats = []
-        for s in self.stages:
-            x = s(x)
-            feats.append(x)
-        return feats
-
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #590341bf
-class PyramidBackbone(nn.Module):
+class PyramidBackbone(Stages):
     "Five conv-BN-ReLU stages → w·(1, 2, 4, 8, 8) channels at strides (2, 4, 8, 16, 32)."
     def __init__(self, width:int=32):
         super().__init__()
@@ -202,13 +204,6 @@ class PyramidBackbone(nn.Module):
         self.stages = nn.ModuleList(
             nn.Sequential(cbr(a, b, stride=2), *([cbr(b, b)] if k >= 2 else []))
             for k, (a, b) in enumerate(chans))
-
-    def forward(self, x): # [B, 3, H, W] -> 5 maps
-        feats = []
-        for s in self.stages:
-            x = s(x)
-            feats.append(x)
-        return feats
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #c9cef0a3
 _META = dict(task="segmentation",
