@@ -184,7 +184,7 @@ class TrainConfig(_Section):
     val_loss: bool = True
     # > 0: exactly this many optimizer steps (epochs derived, the last one cut short)
     iters: int = 0
-    # the model's 4-D tensors in channels_last (NHWC) memory: faster convolutions on CPU and GPU
+    # on a GPU, the model's 4-D tensors in channels_last (NHWC) memory (faster convolutions)
     channels_last: bool = True
 
 # %% ../nbs/00a_config.ipynb #a35be914
