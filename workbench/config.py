@@ -116,6 +116,10 @@ class ModelConfig(_Section):
     test_mode: str = "whole"     # inference: whole | slide
     test_crop: int = 0           # slide window (square)
     test_stride: int = 0         # slide stride
+    tta: bool = False            # evaluate with test-time augmentation (`workbench.tta`)
+    tta_flip: bool = True        # TTA: each scale also horizontally flipped
+    # TTA input scales; () = the task's: segmentation mmseg's 0.5..1.75, detection 1, .83, .67
+    tta_scales: tuple = ()
     nms: str = "yolox_eval"      # detection postprocess: yolox_eval | yolox_predict | yolov3_eval
     freeze: str = ""             # frozen: "", "encoder" (SAM), "backbone", "predictors" (Darknet)
     ema: bool = False            # keep an exponential moving average of the weights
@@ -392,6 +396,8 @@ CONFIG_RULES = {
     "prompts.n_pos": at_least(0), "prompts.n_neg": at_least(0), "prompts.bbox_shift": at_least(0),
     "model.test_mode": one_of("whole", "slide"), "model.test_crop": at_least(0),
     "model.test_stride": at_least(0),
+    "model.tta_scales": (lambda v: all(_num(s) and 0 < s <= 4 for s in v),
+                         "numbers in (0, 4] (or empty: the task's default scales)"),
     "model.ema_decay": (lambda v: _num(v) and 0 < v < 1, "in (0, 1)"),
     "loss.dice_weight": at_least(0), "loss.ohem_thresh": within(0, 1),
     "loss.ohem_min_kept": at_least(0),
@@ -418,6 +424,11 @@ CROSS_RULES = [  # (is it fine?, what to change)
      "data.classes names a class twice: each name must be unique"),
     (lambda c: c.model.test_stride <= c.model.test_crop,
      "model.test_stride is larger than model.test_crop: windows would leave pixels out"),
+    (lambda c: c.model.tta or (c.model.tta_flip and not c.model.tta_scales),
+     "model.tta_flip / model.tta_scales are set, but model.tta=false: set model.tta=true"),
+    (lambda c: not c.model.tta or c.model.tta_flip or set(c.model.tta_scales) != {1},
+     "model.tta=true with model.tta_flip=false and model.tta_scales=(1.0,) augments nothing: "
+     "add a scale or the flip"),
 ]
 
 # %% ../nbs/00a_config.ipynb #50f11665
