@@ -188,8 +188,9 @@ class TrainConfig(_Section):
     val_loss: bool = True
     # > 0: exactly this many optimizer steps (epochs derived, the last one cut short)
     iters: int = 0
-    # on a GPU, the model's 4-D tensors in channels_last (NHWC) memory (faster convolutions)
-    channels_last: bool = True
+    # the model's 4-D tensors in channels_last (NHWC) memory: "cuda" (on GPUs only; on CPU it pays
+    # for some models and not others, and its BatchNorm rounds more), True (every device), False
+    channels_last: str|bool = "cuda"
 
 # %% ../nbs/00a_config.ipynb #a35be914
 TASK_SECTIONS = ("detection", "prompts")  # sections only some tasks read (see `Task.sections`)
@@ -414,6 +415,7 @@ CONFIG_RULES = {
     "train.clip_grad": at_least(0), "train.mixed_precision": one_of("", "no", "fp16", "bf16"),
     "train.eval_every": at_least(1), "train.save_every_steps": at_least(0),
     "train.best_mode": one_of("max", "min"), "train.cpu_threads": at_least(-1),
+    "train.channels_last": one_of("cuda", True, False),
 }
 CROSS_RULES = [  # (is it fine?, what to change)
     (lambda c: c.train.epochs >= 1 or c.train.iters >= 1,

@@ -486,7 +486,7 @@ class Learner:
         train_dl = make_loader(self.seeded_train, cfg.data, True, parts.collate_fn, tc.seed,
                                tc.drop_last and train)
         val_dl = make_loader(parts.val_ds, cfg.data, False, parts.val_collate, tc.seed)
-        if tc.channels_last and acc.device.type == "cuda":  # on CPU: no faster, BN less exact
+        if tc.channels_last is True or (tc.channels_last == "cuda" and acc.device.type == "cuda"):
             parts.model.to(memory_format=torch.channels_last)
         opt = build_optimizer(parts.model, cfg.optim)
         self.model, self.opt, self.train_dl, self.val_dl = acc.prepare(parts.model, opt, train_dl,
