@@ -65,7 +65,7 @@ def seg_tta_batch(model, images, # [B, 3, h, w] a (padded) batch
            for i, ((h, w), (H, W)) in enumerate(zip(sizes, out_sizes))]
     H, W = out_shape or (max(r.shape[1] for r in res), max(r.shape[2] for r in res))
     out = res[0].new_zeros(len(res), res[0].shape[0], H, W)
-    for o, r in zip(out, res): o[:, :r.shape[1], :r.shape[2]] = r
+    for i, r in enumerate(res): out[i, :, :r.shape[1], :r.shape[2]] = r
     return out
 
 # %% ../nbs/04c_tta.ipynb #3371a96a

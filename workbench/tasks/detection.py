@@ -21,6 +21,7 @@ from ..detection.postprocess import (postprocess, NMS_PRESETS, pack_detections,
 from ..models import create_model, model_meta, load_pretrained
 from ..models.registry import check_loaded
 from ..models.darknet import Darknet, freeze
+from ..tta import det_tta_preds, DET_TTA_SCALES
 _log = logging.getLogger(__name__)
 
 # %% auto #0
@@ -160,9 +161,16 @@ class DetectionTask(Task):
         "Training: the raw outputs the loss reads; eval: (raw or None, decoded [B, N, 5 + C])."
         images = batch[0]*self.scale
         if ctx.training: return model(images)
+        if self.cfg.model.tta: return self._tta(model, images)
         if not self.cfg.train.val_loss: return None, model(images)
         raw = model(images, raw=True)
         return raw, extract_model_from_parallel(model).decode(raw)
+
+    def _tta(self, model, images): # -> (raw or None, TTA candidates [B, ΣN, 5 + C]) for one NMS
+        m = self.cfg.model
+        raw = model(images, raw=True) if self.cfg.train.val_loss else None  # loss: the plain pass
+        return raw, det_tta_preds(model, images, m.tta_scales or DET_TTA_SCALES, m.tta_flip,
+                                  pad_value=114.0*self.scale)
 
     def targets(self, batch):
         return batch[1]  # [B, M, 5]: class, cx, cy, w, h input pixels; 0-rows pad

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from ..learner import Task, Parts, StepContext, Evaluation, register_task
 from ..transforms import seg_train_transforms, seg_eval_transforms, pad_collate
 from ..inference import seg_logits, labels_at
+from ..tta import seg_tta_batch, SEG_TTA_SCALES
 from ..metrics import SegMetric, confusion_matrix
 from ..models import create_model
 from ..models.segmentation import load_seg_weights
@@ -17,7 +18,7 @@ from ..models.registry import check_loaded
 from ..data.voc import set_cache
 
 # %% auto #0
-__all__ = ['SegmentationTask', 'labels_like_masks', 'split_source']
+__all__ = ['SegmentationTask', 'labels_like_masks', 'eval_labels', 'split_source']
 
 # %% ../../nbs/08_tasks.segmentation.ipynb #b4139a88
 @register_task("segmentation")
@@ -68,7 +69,17 @@ class SegmentationTask(Task):
         if ctx.training:
             return model(batch["image"])
         m = self.cfg.model
+        if m.tta:
+            return {"out": self._tta_logits(model, batch), "at_masks": True}
         return {"out": seg_logits(model, batch["image"], m.test_mode, m.test_crop, m.test_stride)}
+
+    def _tta_logits(self, model, batch:dict): # -> [B, C, H', W'] log mean probs at the masks' sizes
+        m, y = self.cfg.model, batch["mask"]
+        sizes = batch.get("sizes", torch.tensor([batch["image"].shape[-2:]]*len(y))).tolist()
+        out_sizes = batch.get("mask_sizes", torch.tensor([y.shape[-2:]]*len(y))).tolist()
+        return seg_tta_batch(model, batch["image"], sizes, out_sizes, out_shape=y.shape[-2:],
+                             scales=m.tta_scales or SEG_TTA_SCALES, flip=m.tta_flip,
+                             mode=m.test_mode, crop=m.test_crop, stride=m.test_stride)
 
     def train_step(self, parts:Parts, model, batch:dict, ctx:StepContext) -> dict:
         "Loss terms of a training micro-batch; the first epoch also counts its labelled pixels."
@@ -97,7 +108,7 @@ class SegmentationTask(Task):
         return batch["mask"]  # int64 [B, H, W], ignore_index where unlabelled
 
     def metric_inputs(self, parts:Parts, outputs:dict, batch:dict): # -> int64 [B, n, n]
-        pred = labels_like_masks(outputs["out"], batch)
+        pred = eval_labels(outputs, batch)
         return confusion_matrix(pred, batch["mask"], len(parts.classes), self.cfg.data.ignore_index)
 
     def update_metric(self, metric, gathered):
@@ -114,7 +125,7 @@ class SegmentationTask(Task):
     def predict(self, model, batch:dict): # -> int64 [B, H', W'] at the batch's mask size
         "Label maps at the masks' resolution, in `model.test_mode`."
         ctx = StepContext(0, 1, training=False)
-        return labels_like_masks(self.forward(model.eval(), batch, ctx)["out"], batch)
+        return eval_labels(self.forward(model.eval(), batch, ctx), batch)
 
     def summary(self, parts:Parts, metrics:dict) -> str:
         "Per-class table and the headline numbers."
@@ -160,6 +171,12 @@ def labels_like_masks(logits, # [B, C, h, w] at the input's resolution
     for i, p in enumerate(labels_at(logits, sizes, mask_sizes)):
         out[i, :p.shape[0], :p.shape[1]] = p
     return out
+
+def eval_labels(outputs:dict, # `forward`'s in evaluation: "out", and "at_masks" under TTA
+                batch:dict): # int64 [B, H, W]
+    "Label maps at the masks' resolution (TTA's logits are there already)."
+    out = outputs["out"]
+    return out.argmax(1) if outputs.get("at_masks") else labels_like_masks(out, batch)
 
 def _images_like_masks(batch): # -> [B, 3, H', W'] images resized to their masks' sizes, for drawing
     if "sizes" not in batch:
