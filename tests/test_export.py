@@ -1,0 +1,91 @@
+"""ONNX export of every registered model, checked in onnxruntime; the dynamic axes; the EfficientSAM pair;
+`workbench/export.py` end to end (one thread: about 60-90 s in all, most of it the big models)."""
+import subprocess, sys
+from pathlib import Path
+import numpy as np, pytest, torch
+import workbench.core as wcore, workbench.models as wm
+from workbench.export import export_model, build_model, ort_session, main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO/"workbench"/"export.py"
+
+# the input each model is checked at (the second check is 32 px larger, batch 2): small, as the test
+# times the exporter and onnxruntime, not the model; the big ones (ResNet-101, YOLOX-x/l) at 64 px
+SIZES = {"efficient_sam_vits": (64, 96), "efficient_sam_vitt": (64, 96)}
+KWARGS = {"efficient_sam_vits": {"image_size": 64}, "efficient_sam_vitt": {"image_size": 64}}
+
+@pytest.mark.parametrize("name", wm.list_models())
+def test_every_model_exports_and_matches(name, tmp_path):
+    kw = KWARGS.get(name, {"num_classes": 3})
+    reports = export_model(wm.create_model(name, **kw), name, tmp_path/f"{name}.onnx",
+                           SIZES.get(name, (64, 64)))
+    for r in reports:
+        assert len(r.checks) == 2 and r.ok(), str(r)  # two sizes and batch sizes, relative <= 1e-4
+        print(f"{r.path.name}: max abs {r.max_abs:.2e}, relative {r.max_rel:.2e}")
+
+def test_dynamic_axes(tmp_path):
+    "One graph, run at three sizes and two batch sizes; the outputs follow."
+    r, = export_model(wm.create_model("yolox_nano", num_classes=3), "yolox_nano",
+                      tmp_path/"n.onnx", (64, 96))
+    assert r.inputs["images"] == ["batch", 3, "height", "width"]
+    s = ort_session(r.path)
+    for b, h, w in ((1, 64, 96), (2, 128, 64), (3, 32, 32)):
+        out, = s.run(None, {"images": np.random.rand(b, 3, h, w).astype(np.float32) * 255})
+        assert out.shape == (b, sum((h // k) * (w // k) for k in (8, 16, 32)), 8)
+
+def test_efficient_sam_pair(tmp_path):
+    "Encoder then decoder in onnxruntime = the PyTorch model's forward, masks at the original size."
+    sam = wm.create_model("efficient_sam_vitt", image_size=64).eval()
+    enc, dec = export_model(sam, "efficient_sam_vitt", tmp_path/"esam.onnx", (48, 80))
+    assert [enc.path.name, dec.path.name] == ["esam_encoder.onnx", "esam_decoder.onnx"]
+    img, pts = torch.rand(2, 3, 72, 56), torch.rand(2, 4, 3, 2) * 50
+    labels = torch.randint(0, 2, (2, 4, 3)).float()
+    emb, = ort_session(enc.path).run(None, {"batched_images": img.numpy()})
+    masks, iou, low = ort_session(dec.path).run(None, {
+        "image_embeddings": emb, "batched_point_coords": pts.numpy(),
+        "batched_point_labels": labels.numpy(), "orig_im_size": np.array([72, 56])})
+    with torch.no_grad(): ref_masks, ref_iou = sam(img, pts, labels.long())
+    assert masks.shape == (2, 4, 3, 72, 56) and low.shape == (2, 4, 3, 16, 16)
+    assert np.abs(masks - ref_masks.numpy()).max() < 1e-4 and np.abs(iou - ref_iou.numpy()).max() < 1e-4
+
+def test_script_end_to_end(tmp_path):
+    "The file runs as a script: weights with another class count, then the checks printed."
+    w = tmp_path/"fcn.safetensors"
+    wcore.save_weights(wm.create_model("simple_fcn", num_classes=5).state_dict(), w)
+    r = subprocess.run([sys.executable, str(SCRIPT), "simple_fcn", "--weights", str(w), "--out",
+                        str(tmp_path/"fcn.onnx"), "--size", "48", "64"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "logits ['batch', 5, 'height', 'width']" in r.stdout and "max abs diff" in r.stdout
+    assert (tmp_path/"fcn.onnx").is_file() and "random weights" not in r.stderr
+
+@pytest.mark.parametrize("args, message", [
+    (["yolox_nan", "--out", "x.onnx"], "did you mean ['yolox_nano'"),
+    (["simple_fcn", "--weights", "nope.safetensors", "--out", "x.onnx"], "weights file not found"),
+    (["simple_fcn", "--out", "x.pt"], "ending in .onnx"),
+    (["--out", "x.onnx"], "give a model NAME"),
+    (["yolox_nano", "--out", "x.onnx", "--size", "64", "50"], "multiples of 32"),
+    (["--run", "no_such_run", "--out", "x.onnx"], "no config.yaml"),
+    (["simple_fcn", "--out", "x.onnx", "--kw", "width"], "KEY=VALUE"),
+])
+def test_bad_arguments(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+def test_run_folder(tmp_path, capsys):
+    "--run: the model, builder arguments and weights of a run folder (a hand-made one here)."
+    from workbench.config import save_config
+    from workbench.experiments import seg_shapes
+    cfg = seg_shapes()
+    cfg.model.name, cfg.model.kwargs, cfg.data.eval_size = "encdec_tiny", {"width": 8}, 48
+    run = tmp_path/"run1"
+    save_config(cfg, run/"config.yaml")
+    wcore.save_weights(wm.create_model("encdec_tiny", num_classes=4, width=8).state_dict(),
+                       run/"weights"/"best.safetensors")
+    assert main(["--run", str(run), "--out", str(tmp_path/"m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "logits ['batch', 4, 'height', 'width']" in out and "[1, 3, 48, 48]" in out
+    assert build_model("encdec_tiny", run/"weights"/"best.safetensors", width=8).training is False
