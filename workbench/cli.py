@@ -19,12 +19,13 @@ import workbench.tasks.detection, workbench.tasks.promptable
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'parse_args', 'resolve_config', 'new_run_dir', 'resume_dir', 'resolve_run', 'eval_weights', 'processes',
-           'header', 'evaluate_only', 'run', 'user_message', 'main', 'launch_command', 'launch']
+           'header', 'evaluate_only', 'run', 'user_message', 'print_list', 'main', 'launch_command', 'launch']
 
 # %% ../nbs/10_cli.ipynb #d18f6fbb
 EXAMPLES = """examples:
   accelerate launch workbench/train.py             # the default experiment on synthetic data
   python workbench/train.py --list                 # experiments and models
+  python workbench/train.py --list --info          # ... with params and GFLOPs
   python workbench/train.py --exp seg_shapes --set train.epochs=3 optim.lr=0.01
   python workbench/train.py --exp deeplabv3_r50_voc --data-root ~/data/VOCdevkit
   python workbench/train.py --resume auto          # continue the latest run of the experiment
@@ -39,6 +40,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", help="experiment name (default: seg_shapes, or `exp:` in --config)")
     p.add_argument("--list", action="store_true", help="list experiments and models, then exit")
+    p.add_argument("--info", action="store_true",
+                   help="with --list: each model's task, parameters and GFLOPs")
     p.add_argument("--config",
                    help="YAML file of fields to change (as written to a run's config.yaml)")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -131,16 +134,18 @@ def processes(acc) -> str:
     return f"{acc.num_processes} process(es){backend} on {acc.device.type}{threads}"
 
 def header(exp:str, run_dir, learner) -> str:
-    "The line a run starts with: experiment, run folder, processes, precision, samples, plan, loss."
+    """The lines a run starts with: experiment, run folder, processes, precision, samples, plan,
+    loss; then the model's parameters and FLOPs at the run's input size (`Learner.cost`)."""
     acc, p = learner.acc, learner.plan
     head = (f"{exp} -> {Path(run_dir).resolve()} | {processes(acc)}, "
             f"mixed precision {acc.mixed_precision}, ")
+    model = f"\nmodel {learner.cost}" if getattr(learner, "cost", None) is not None else ""
     if not learner.training:
-        return head + f"evaluation only: {len(learner.val_ds)} val samples"
+        return head + f"evaluation only: {len(learner.val_ds)} val samples" + model
     return (head +
             f"{len(learner.train_ds)} train / {len(learner.val_ds)} val samples, "
             f"{p.epochs} epochs × {p.steps_per_epoch} steps, "
-            f"loss {learner.parts.info.get('loss', '?')}")
+            f"loss {learner.parts.info.get('loss', '?')}" + model)
 
 # %% ../nbs/10_cli.ipynb #b2685542
 def evaluate_only(args, exp:str, learner):
@@ -195,15 +200,27 @@ def user_message(e:Exception) -> str:
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return msg.strip().splitlines()[-1].split(": ", 1)[-1] if "Original Traceback" in msg else msg
 
+# %% ../nbs/10_cli.ipynb #8266f892
+def print_list(info:bool=False, # --info: the models' task, input size, parameters, GFLOPs
+              ):
+    "`--list`: the experiments and the models (`--info`: each model's cost, as a table)."
+    from workbench.models import list_models
+    from workbench.models.cost import cost_table
+    print("experiments:", *list_experiments(), sep="\n  ")
+    if info:
+        fmt = dict(params_M="{:.3f}".format, GFLOPs="{:.2f}".format, GMACs="{:.2f}".format)
+        print("models, one image at the input size (GFLOPs = 2 × GMACs of convolutions, matmuls):")
+        print(cost_table().to_string(formatters=fmt, na_rep="-"))
+    else:
+        print("models:", *list_models(), sep="\n  ")
+
 # %% ../nbs/10_cli.ipynb #575cee99
 def main(argv=None) -> int:
     """Entry point of `workbench/train.py`: user errors print one line (set WORKBENCH_DEBUG=1 for
     the traceback)."""
     args = parse_args(argv)
-    if args.list:
-        from workbench.models import list_models
-        print("experiments:", *list_experiments(), sep="\n  ")
-        print("models:", *list_models(), sep="\n  ")
+    if args.list or args.info:
+        print_list(args.info)
         return 0
     try:
         return run(args)

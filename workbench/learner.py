@@ -19,6 +19,7 @@ from .core import (seed_everything, save_weights, atomic_write, seed_worker, Reg
 from .config import (ExpConfig, TASK_SECTIONS, SEG_DATA_FIELDS, changed, to_dict, flatten,
                               save_config, freeze, check_config)
 from .data.core import DatasetReport, DatasetError
+from .models.cost import run_cost
 
 # %% auto #0
 __all__ = ['Parts', 'StepContext', 'Evaluation', 'Task', 'register_task', 'unread_sections', 'get_task', 'scalars',
@@ -481,6 +482,7 @@ class Learner:
             write_data_report(self.reports, self.run_dir)
             for line in report_lines(self.reports, self.run_dir): print(line)
         if train: check_batchnorm_batch(parts.model, cfg.data.batch_size)
+        self.cost = run_cost(cfg, parts.model) if self.is_main else None  # header line
         self.seeded_train = SeededDataset(parts.train_ds, cfg.train.seed)
         tc = cfg.train
         train_dl = make_loader(self.seeded_train, cfg.data, True, parts.collate_fn, tc.seed,
