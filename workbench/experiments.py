@@ -28,10 +28,12 @@ def seg_shapes() -> ExpConfig:
         task="segmentation",
         data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16,
                         eval_size=216, eval_batch_size=1, num_workers=0, cache_mb=512),
-        model=ModelConfig(name="upernet_pyramid", kwargs={"width": 24}),
-        optim=OptimConfig(name="adamw", lr=4e-3, weight_decay=1e-4),
+        model=ModelConfig(name="upernet_pyramid", kwargs={"width": 24}, tta=True,
+                          tta_scales=(1.0,), tta_flip=True),
+        loss=LossConfig(dice_weight=1.0),
+        optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),
-        train=TrainConfig(epochs=20, eval_every=5, best_metric="mIoU"))
+        train=TrainConfig(epochs=8, eval_every=4, best_metric="mIoU", channels_last=True))
 
 # %% ../nbs/09_experiments.ipynb #50e44cea
 @register_experiment
@@ -77,7 +79,7 @@ _SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": [
 def shapes_experiment(model:str, **kwargs) -> ExpConfig:
     "`seg_shapes` with another registered segmentation model (and its `_SHAPES_OVERRIDES`)."
     cfg = seg_shapes()
-    cfg.model = ModelConfig(name=model, kwargs=kwargs)
+    cfg.model = dataclasses.replace(cfg.model, name=model, kwargs=kwargs)  # the rest of the recipe kept
     return apply_overrides(cfg, _SHAPES_OVERRIDES.get(model, []))
 
 for _m, _kw in _SHAPES_MODELS.items():
