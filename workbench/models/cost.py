@@ -16,8 +16,8 @@ from ..core import Registry
 from .registry import create_model, list_models, model_meta
 
 # %% auto #0
-__all__ = ['COST_INPUTS', 'BUILD_KWARGS', 'DEFAULT_SIZE', 'RUN_SIZES', 'ModelCost', 'count_cost', 'default_input_size',
-           'model_cost', 'cost_table', 'run_input_size', 'run_cost']
+__all__ = ['COST_INPUTS', 'BUILD_KWARGS', 'DEFAULT_SIZE', 'RUN_SIZES', 'REAL_FORWARD_MAX', 'ModelCost', 'count_cost',
+           'default_input_size', 'model_cost', 'cost_table', 'run_input_size', 'run_cost']
 
 # %% ../../nbs/03h_models.cost.ipynb #ddae7143
 def _g(x:float) -> str:
@@ -173,11 +173,16 @@ def run_input_size(cfg) -> tuple: # (H, W)
     "The (H, W) a run trains on: the segmentation crop, else `data.img_size` squared."
     return RUN_SIZES.get(cfg.task, lambda d: (d.img_size, d.img_size))(cfg.data)
 
+REAL_FORWARD_MAX = 5e10  # params × pixels below which a real CPU forward beats meta tensors
+
 def run_cost(cfg, # an `ExpConfig`
              model:nn.Module, # the model the run trains
             ) -> ModelCost|str: # the cost, or a line saying why it was not counted
     "`model_cost` of a run's model at `run_input_size`; never raises."
-    try: return model_cost(model, run_input_size(cfg), name=cfg.model.name, task=cfg.task)
+    size, params = run_input_size(cfg), list(model.parameters())
+    real = (sum(p.numel() for p in params) * size[0] * size[1] < REAL_FORWARD_MAX
+            and all(p.device.type == "cpu" for p in params))
+    try: return model_cost(model, size, name=cfg.model.name, task=cfg.task, meta=not real)
     except Exception as e:
         msg = f"cost not counted ({type(e).__name__}: {str(e).strip()[:200]})"
         logging.getLogger(__name__).info(msg)
