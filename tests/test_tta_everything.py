@@ -87,8 +87,8 @@ def test_detection_boxes_unflipped_and_unscaled():
 def test_tta_config_validation():
     ok = lambda *o: check_config(apply_overrides(ExpConfig(), list(o)))
     assert ok("model.tta=true").model.tta and ok("model.tta=true", "model.tta_scales=[1, 1.5]")
+    assert not ok("model.tta_flip=false").model.tta  # a preset's TTA options, turned off by a run
     for o, msg in [(["model.tta=true", "model.tta_scales=[-1]"], "numbers in (0, 4]"),
-                   (["model.tta_flip=false"], "but model.tta=false"),
                    (["model.tta=true", "model.tta_flip=false", "model.tta_scales=[1.0]"],
                     "augments nothing")]:
         with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace("]", r"\]")): ok(*o)

@@ -426,8 +426,6 @@ CROSS_RULES = [  # (is it fine?, what to change)
      "data.classes names a class twice: each name must be unique"),
     (lambda c: c.model.test_stride <= c.model.test_crop,
      "model.test_stride is larger than model.test_crop: windows would leave pixels out"),
-    (lambda c: c.model.tta or (c.model.tta_flip and not c.model.tta_scales),
-     "model.tta_flip / model.tta_scales are set, but model.tta=false: set model.tta=true"),
     (lambda c: not c.model.tta or c.model.tta_flip or set(c.model.tta_scales) != {1},
      "model.tta=true with model.tta_flip=false and model.tta_scales=(1.0,) augments nothing: "
      "add a scale or the flip"),
