@@ -14,10 +14,10 @@ SCRIPT = REPO/"workbench"/"export.py"
 # times the exporter and onnxruntime, not the model; the big ones (ResNet-101, YOLOX-x/l) at 64 px
 SIZES = {"efficient_sam_vits": (64, 96), "efficient_sam_vitt": (64, 96),
          "upernet_pyramid": (128, 128)}  # at 64 px its stride-32 map has 2 cells = the 2-bin pool
-# randomly initialised torchvision ResNets keep BatchNorm's initial statistics: activations grow block
-# after block and float32 rounding with them (relative 6e-4 for ResNet-101 on normal inputs); the
-# export itself is exact (trained weights keep activations near 1)
-TOL = {"deeplabv3_resnet101": 2e-3, "deeplabv3_resnet50": 2e-3, "fcn_resnet50": 2e-3}
+# randomly initialised torchvision ResNet-101 keeps BatchNorm's initial statistics: activations grow
+# block after block, and float32 rounding with them (relative 6e-4 to 1.8e-3 on normal inputs; the
+# ResNet-50 models stay under 6e-5)
+TOL = {"deeplabv3_resnet101": 3e-3}
 KWARGS = {"efficient_sam_vits": {"image_size": 64}, "efficient_sam_vitt": {"image_size": 64}}
 
 @pytest.mark.parametrize("name", wm.list_models())
@@ -61,7 +61,7 @@ def test_script_end_to_end(tmp_path):
                         str(tmp_path/"fcn.onnx"), "--size", "48", "64"],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "logits ['batch', 5, 'height', 'width']" in r.stdout and "max abs diff" in r.stdout
+    assert "images ['batch', 3, 'height', 'width']" in r.stdout and "max abs diff" in r.stdout
     assert (tmp_path/"fcn.onnx").is_file() and "random weights" not in r.stderr
 
 @pytest.mark.parametrize("args, message", [
@@ -84,12 +84,12 @@ def test_run_folder(tmp_path, capsys):
     from workbench.config import save_config
     from workbench.experiments import seg_shapes
     cfg = seg_shapes()
-    cfg.model.name, cfg.model.kwargs, cfg.data.eval_size = "encdec_tiny", {"width": 8}, 48
+    cfg.model.name, cfg.model.kwargs, cfg.data.eval_size = "encdec_tiny", {"width": 8}, 40
     run = tmp_path/"run1"
     save_config(cfg, run/"config.yaml")
     wcore.save_weights(wm.create_model("encdec_tiny", num_classes=4, width=8).state_dict(),
                        run/"weights"/"best.safetensors")
     assert main(["--run", str(run), "--out", str(tmp_path/"m.onnx")]) == 0
     out = capsys.readouterr().out
-    assert "logits ['batch', 4, 'height', 'width']" in out and "[1, 3, 48, 48]" in out
+    assert "images [1, 3, 40, 40]" in out and "relative" in out  # 48 px: 6 cells = the 6-bin pool
     assert build_model("encdec_tiny", run/"weights"/"best.safetensors", width=8).training is False
