@@ -34,7 +34,8 @@ def main():
     torch.set_num_threads(1)
     run = Path(a.run)
     base = apply_overrides(load_config(run/"config.yaml"), ["train.cpu_threads=1"])
-    cfgs = {"plain": base, "tta": check_config(apply_overrides(copy.deepcopy(base),
+    plain = apply_overrides(copy.deepcopy(base), ["model.tta=false"])  # seg_shapes sets model.tta
+    cfgs = {"plain": plain, "tta": check_config(apply_overrides(copy.deepcopy(base),
                                                               ["model.tta=true", *a.set]))}
     tmp, weights = Path(tempfile.mkdtemp(prefix="bench_tta_")), run/"weights"/f"{a.which}.safetensors"
     learners = {k: learner(c, weights, tmp/k) for k, c in cfgs.items()}
