@@ -175,7 +175,7 @@ class PromptableSegTask(Task):
     "EfficientSAM fine-tuning on COCO instance masks, MedSAM npy layout or the synthetic shapes."
     default_loss, data_task, sections = "sam", "promptable_segmentation", ("prompts",)
     unread_data = (*SEG_DATA_FIELDS, "classes")
-    unread_model = ("test_mode", "test_crop", "test_stride", "nms")
+    unread_model = ("test_mode", "test_crop", "test_stride", "nms", "tta", "tta_flip", "tta_scales")
 
     def __init__(self, cfg):
         super().__init__(cfg)
