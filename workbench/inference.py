@@ -12,7 +12,8 @@ from .core import atomic_write
 from .data.core import read_image, voc_palette
 
 # %% auto #0
-__all__ = ['logits_of', 'slide_logits', 'seg_logits', 'labels_at', 'check_finite', 'save_palette_png', 'predict_file']
+__all__ = ['logits_of', 'slide_logits', 'seg_logits', 'labels_at', 'check_finite', 'save_palette_png', 'seg_input',
+           'predict_file']
 
 # %% ../nbs/04a_inference.ipynb #f61ae90d
 def logits_of(model, x): # [B, 3, H, W] -> [B, C, H, W]
@@ -92,6 +93,18 @@ def save_palette_png(mask, # int [H, W] class indices (0..255)
         im.putpalette(pal[:256].ravel().tolist())
     return atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
 
+def seg_input(image, # uint8 [3, H, W]
+              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+              eval_size:int=0, # resize the shorter side to this first (0 = as is)
+             ) -> torch.Tensor: # float [3, h, w], normalised
+    "An image as a segmentation model takes it: 0-1, normalised, the shorter side at `eval_size`."
+    H, W = image.shape[-2:]
+    x = (image.float()/255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    if not eval_size: return x
+    s = eval_size/min(H, W)
+    return F.interpolate(x[None], size=(round(H*s), round(W*s)), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
 @torch.no_grad()
 def predict_file(model, path, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  eval_size:int=0, # resize the shorter side to this first (0 = as is)
@@ -100,11 +113,7 @@ def predict_file(model, path, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.2
     "Label map of one image file at its original resolution."
     img = read_image(path)
     H, W = img.shape[-2:]
-    x = (img.float()/255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    if eval_size:
-        s = eval_size/min(H, W)
-        x = F.interpolate(x[None], size=(round(H*s), round(W*s)), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
+    x = seg_input(img, mean, std, eval_size)
     dev = next(model.parameters()).device
     lg = check_finite(seg_logits(model.eval(), x[None].to(dev), mode, crop, stride), path)
     return labels_at(lg, [lg.shape[-2:]], [(H, W)])[0].cpu()

@@ -493,11 +493,7 @@ def seg_image_logits(model, image, # uint8 [3, H, W]
                     ) -> torch.Tensor: # float32 [C, H, W] at the image's size
     "Logits of one image at its original resolution (`predict_file`'s preprocessing)."
     H, W = image.shape[-2:]
-    x = (image.float()/255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    if eval_size:
-        s = eval_size/min(H, W)
-        x = F.interpolate(x[None], size=(round(H*s), round(W*s)), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
+    x = inference.seg_input(image, mean, std, eval_size)
     dev, model = next(model.parameters()).device, model.eval()
     if tta: lg = tta_mod.seg_tta_logits(model, x[None].to(dev), mode=mode, crop=crop,
                                         stride=stride, out_size=(H, W), **tta)
