@@ -21,7 +21,7 @@ per-tensor ||diff|| / ||g||), then the median wall and process-CPU ms per step o
 after a warm-up) and the ratios ours / torchvision (`--show-times`: every repeat's wall time).
 `--compile` prints the compile time apart.
 """
-import argparse, copy, random, statistics, sys, time
+import argparse, copy, sys, time
 from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
@@ -29,40 +29,7 @@ from torchvision.models import segmentation as tvseg
 from workbench.config import LossConfig
 from workbench.losses import create_loss
 from workbench.models import create_model
-
-def grads(model) -> dict:
-    return {k: p.grad.detach().float().contiguous() for k, p in model.named_parameters()}
-
-def compare(ours_step, ref_step, ours, ref):
-    "Loss and gradients of one step on each side, dropout off: max abs and relative difference."
-    drops = [m for net in (ours, ref) for m in net.modules() if isinstance(m, torch.nn.Dropout)]
-    for m in drops: m.eval()  # channels_last draws its masks in another order
-    lo, lr = ours_step(), ref_step()
-    for m in drops: m.train()
-    go, gr = grads(ours), grads(ref)
-    d = {k: (go[k] - gr[k]).norm().item() for k in gr}
-    floor = 1e-4 * max(g.norm().item() for g in gr.values())  # grads ~0 (a bias before a BN)
-    rel = {k: d[k] / max(gr[k].norm().item(), floor) for k in gr}
-    worst = max(rel, key=rel.get)
-    dmax = max((go[k] - gr[k]).abs().max().item() for k in gr)
-    print(f"loss ours {lo:.6f} torchvision {lr:.6f} |diff| {abs(lo - lr):.2e} "
-          f"(rel {abs(lo - lr) / abs(lr):.2e})")
-    print(f"gradients of {len(gr)} tensors: max |diff| {dmax:.2e}; worst ||diff||/||g|| "
-          f"{rel[worst]:.2e} ({worst})")
-
-def timed_interleaved(fns:dict, reps:int, sync, show:bool=False) -> dict:
-    """Median (wall, process CPU) seconds of each fn over `reps` rounds of one call each, after a
-    warm-up; each round in a new random order, so a periodic neighbour load hits no side alone."""
-    for f in fns.values(): f(); sync()
-    ts, rng = {k: [] for k in fns}, random.Random(0)
-    for _ in range(reps):
-        for k in rng.sample(list(fns), len(fns)):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fns[k](); sync()
-            ts[k].append((time.perf_counter() - t0, time.process_time() - c0))
-    if show:
-        for k, v in ts.items(): print(f"{k:<26} wall s: " + " ".join(f"{w:.2f}" for w, _ in v))
-    return {k: tuple(statistics.median(t[i] for t in v) for i in (0, 1)) for k, v in ts.items()}
+from _step_common import compare, timed_interleaved  # bench/
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,7 +86,7 @@ def main():
     ours_step = stepper(ours, ours_loss, a, dev)
     ref_step = stepper(ref, lambda m: (lambda o: ce(o["out"]) + 0.5 * ce(o["aux"]))(m(x)), a, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if not a.sgd and a.amp == "none": compare(ours_step, ref_step, ours, ref)
+    if not a.sgd and a.amp == "none": compare(ours_step, ref_step, ours, ref, "torchvision")
     fns = {"ours": ours_step, "torchvision": ref_step}
     if a.other_layout:
         fns[f"ours {layout(not a.channels_last)}"] = stepper(other, ours_loss, a, dev)

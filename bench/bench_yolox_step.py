@@ -25,13 +25,14 @@ warm-up) and the ratios ours / official (`--show-times`: every repeat's wall tim
 `--compile` compiles the model only (the assignment has data-dependent shapes) and prints the
 compile time apart. Exits with a message when the official code is absent.
 """
-import argparse, copy, logging, os, random, statistics, sys, time, types
+import argparse, copy, logging, os, sys, time, types
 from contextlib import nullcontext
 from pathlib import Path
 import torch
 from workbench.config import LossConfig
 from workbench.losses import create_loss
 from workbench.models import create_model
+from _step_common import compare, timed_interleaved  # bench/
 from workbench.models.yolox import _VARIANTS
 
 def official_modules(src:str):
@@ -66,37 +67,6 @@ def make_batch(b:int, size:int, objects:int, num_classes:int, seed:int=0):
     t[:, :objects, 1:3] = wh / 2 + torch.rand(b, objects, 2, generator=g) * (size - wh)
     t[:, :objects, 3:5] = wh
     return x, t
-
-def grads(model) -> dict:
-    return {k: p.grad.detach().float().contiguous() for k, p in model.named_parameters()}
-
-def compare(ours_step, ref_step, ours, ref):
-    "Loss and gradients of one step on each side: max abs and relative difference."
-    lo, lr = ours_step(), ref_step()
-    go, gr = grads(ours), grads(ref)
-    d = {k: (go[k] - gr[k]).norm().item() for k in gr}
-    floor = 1e-4 * max(g.norm().item() for g in gr.values())  # grads ~0 (a bias before a BN)
-    rel = {k: d[k] / max(gr[k].norm().item(), floor) for k in gr}
-    worst = max(rel, key=rel.get)
-    dmax = max((go[k] - gr[k]).abs().max().item() for k in gr)
-    print(f"loss ours {lo:.6f} official {lr:.6f} |diff| {abs(lo - lr):.2e} "
-          f"(rel {abs(lo - lr) / abs(lr):.2e})")
-    print(f"gradients of {len(gr)} tensors: max |diff| {dmax:.2e}; worst ||diff||/||g|| "
-          f"{rel[worst]:.2e} ({worst})")
-
-def timed_interleaved(fns:dict, reps:int, sync, show:bool=False) -> dict:
-    """Median (wall, process CPU) seconds of each fn over `reps` rounds of one call each, after a
-    warm-up; each round in a new random order, so a periodic neighbour load hits no side alone."""
-    for f in fns.values(): f(); sync()
-    ts, rng = {k: [] for k in fns}, random.Random(0)
-    for _ in range(reps):
-        for k in rng.sample(list(fns), len(fns)):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fns[k](); sync()
-            ts[k].append((time.perf_counter() - t0, time.process_time() - c0))
-    if show:
-        for k, v in ts.items(): print(f"{k:<26} wall s: " + " ".join(f"{w:.2f}" for w, _ in v))
-    return {k: tuple(statistics.median(t[i] for t in v) for i in (0, 1)) for k, v in ts.items()}
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -149,7 +119,7 @@ def main():
     ours_step = stepper(ours, ours_loss, a, dev)
     ref_step = stepper(ref, lambda m: m(x, t)["total_loss"], a, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if not a.sgd and a.amp == "none": compare(ours_step, ref_step, ours, ref)
+    if not a.sgd and a.amp == "none": compare(ours_step, ref_step, ours, ref, "official")
     fns = {"ours": ours_step, "official": ref_step}
     if a.other_layout:
         fns[f"ours {layout(not a.channels_last)}"] = stepper(other, ours_loss, a, dev)
