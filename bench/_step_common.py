@@ -1,5 +1,5 @@
-"""What the training-step benches (`bench_yolox_step.py`, `bench_deeplabv3_step.py`) share: the one-step
-loss/gradient check against the reference, and interleaved timing. Not a bench itself."""
+"""What the training-step benches (`bench_yolox_step.py`, `bench_deeplabv3_step.py`) share: the
+one-step loss/gradient check against the reference, and interleaved timing. Not a bench itself."""
 import random, statistics, time
 import torch
 
