@@ -27,7 +27,7 @@ def seg_shapes() -> ExpConfig:
     return ExpConfig(
         task="segmentation",
         data=DataConfig(base_size=144, crop_size=128, scale=(0.75, 1.5), batch_size=16,
-                        eval_size=216, eval_batch_size=1, num_workers=0, cache_mb=512),
+                        eval_size=192, eval_batch_size=1, num_workers=0, cache_mb=512),
         model=ModelConfig(name="upernet_pyramid", kwargs={"width": 24}, tta=True,
                           tta_scales=(1.0,), tta_flip=True),
         loss=LossConfig(dice_weight=1.0),

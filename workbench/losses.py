@@ -97,9 +97,9 @@ class DiceLoss(nn.Module):
     "MONAI soft Dice (softmax, one-hot target) over the batch's non-ignored pixels (kwargs: MONAI)."
     def __init__(self, ignore_index:int=255, **monai_kwargs):
         super().__init__()
-        from monai.losses import DiceLoss as MonaiDice  # here: MONAI takes seconds to import
+        from monai.losses import MaskedDiceLoss  # here: MONAI takes seconds to import
         self.ignore_index = ignore_index
-        self.dice = MonaiDice(to_onehot_y=True, softmax=True, **monai_kwargs)
+        self.dice = MaskedDiceLoss(softmax=True, batch=True, **monai_kwargs)
 
     def forward(self, logits, # [B, C, H, W]
                 target, # [B, H, W] int64
@@ -108,10 +108,9 @@ class DiceLoss(nn.Module):
         keep = target != self.ignore_index
         if weight is not None:
             keep = keep & (weight > 0)
-        if not keep.any():
-            return logits.sum() * 0.0
-        x = logits.float().permute(0, 2, 3, 1)[keep].T[None] # [1, C, N]
-        return self.dice(x, target[keep][None, None])        # target [1, 1, N]
+        x = logits.float()
+        onehot = F.one_hot(target.where(keep, 0), x.shape[1]).permute(0, 3, 1, 2).to(x.dtype)
+        return self.dice(x, onehot, keep[:, None].to(x.dtype)) # mask [B, 1, H, W]
 
 # %% ../nbs/04b_losses.ipynb #2decae96
 class OHEMPixelSampler:
