@@ -14,18 +14,28 @@ SCRIPT = REPO/"workbench"/"export.py"
 # times the exporter and onnxruntime, not the model; the big ones (ResNet-101, YOLOX-x/l) at 64 px
 SIZES = {"efficient_sam_vits": (64, 96), "efficient_sam_vitt": (64, 96),
          "upernet_pyramid": (128, 128)}  # at 64 px its stride-32 map has 2 cells = the 2-bin pool
-# randomly initialised torchvision ResNet-101 keeps BatchNorm's initial statistics: activations grow
-# block after block, and float32 rounding with them (relative 6e-4 to 1.8e-3 on normal inputs; the
-# ResNet-50 models stay under 6e-5)
-TOL = {"deeplabv3_resnet101": 3e-3}
+# a randomly initialised torchvision ResNet-101 (BatchNorm scale 1 everywhere) grows its activations
+# block after block through 33 residual blocks, and float32 rounding with them (relative 8e-4 to 1.3e-2
+# here). Trained residual networks keep each block's contribution small; `tamed` does that the way
+# `zero_init_residual`-style inits do: each block's last BatchNorm scale 0.2 (logits ~0.06, not ~100).
+TAME = {"deeplabv3_resnet101"}
 KWARGS = {"efficient_sam_vits": {"image_size": 64}, "efficient_sam_vitt": {"image_size": 64}}
+
+def tamed(model):
+    "Every torchvision `Bottleneck`'s `bn3` scale set to 0.2."
+    from torchvision.models.resnet import Bottleneck
+    for b in model.modules():
+        if isinstance(b, Bottleneck): torch.nn.init.constant_(b.bn3.weight, 0.2)
+    return model
 
 @pytest.mark.parametrize("name", wm.list_models())
 def test_every_model_exports_and_matches(name, tmp_path):
     kw, size = KWARGS.get(name, {"num_classes": 3}), SIZES.get(name, (64, 64))
-    reports = export_model(wm.create_model(name, **kw), name, tmp_path/f"{name}.onnx", size)
-    for r in reports:
-        assert len(r.checks) == 2 and r.ok(TOL.get(name, 1e-4)), str(r)  # two sizes and batch sizes, relative <= 1e-4
+    model = wm.create_model(name, **kw)
+    if name in TAME: model = tamed(model)
+    reports = export_model(model, name, tmp_path/f"{name}.onnx", size)
+    for r in reports:  # two sizes and batch sizes, relative difference <= 1e-4
+        assert len(r.checks) == 2 and r.ok(1e-4), str(r)
         print(f"{r.path.name}: max abs {r.max_abs:.2e}, relative {r.max_rel:.2e}")
 
 def test_dynamic_axes(tmp_path):
