@@ -13,4 +13,4 @@ step "docs site from the executed notebooks, opened in headless Chromium"
 python tools/build_docs.py
 python tools/check_docs.py
 step "tests/: CLI, resume, multi-process, notebook/package sync, JupyterLab widgets in Chromium"
-python -m pytest -q tests/
+python -m pytest -q -n 2 --dist loadfile --durations=15 tests/  # two workers: most tests run one thread
