@@ -481,6 +481,9 @@ class Learner:
         if self.is_main:
             write_data_report(self.reports, self.run_dir)
             for line in report_lines(self.reports, self.run_dir): print(line)
+            if train:  # labels per class, sizes, positions: plots/data_stats.{png,csv,json}
+                from workbench.data_stats import write_data_stats
+                write_data_stats(parts, self.run_dir)
         if train: check_batchnorm_batch(parts.model, cfg.data.batch_size)
         self.cost = run_cost(cfg, parts.model) if self.is_main else None  # header line
         self.seeded_train = SeededDataset(parts.train_ds, cfg.train.seed)
