@@ -18,7 +18,7 @@ from .predict import PromptResult, to_image
 
 # %% auto #0
 __all__ = ['HELP', 'THUMB_WIDTH', 'Prompts', 'as_image', 'ImageEmbedding', 'embed_image', 'Candidates', 'decode', 'draw',
-           'to_png', 'export_mask', 'read_export', 'ClickSegmenter']
+           'image_bytes', 'export_mask', 'read_export', 'ClickSegmenter']
 
 # %% ../nbs/15_click_segment.ipynb #07b0abf2
 @dataclass(frozen=True)
@@ -129,36 +129,42 @@ def _rgb(c) -> tuple: # a matplotlib colour -> (r, g, b) 0..255
     from matplotlib.colors import to_rgb
     return tuple(round(255 * v) for v in to_rgb(c))
 
+def _pil_draw(image, fn) -> torch.Tensor: # uint8 [3, H, W] -> uint8 [3, H, W]
+    "`fn(ImageDraw)` on a copy of the image (one conversion to PIL and back)."
+    from PIL import ImageDraw
+    im = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    fn(ImageDraw.Draw(im))
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+def _marks(d, prompts:Prompts, r:int): # the box, then each point: a white ring, its colour
+    st = viz.PROMPT_STYLE
+    if prompts.box is not None: d.rectangle(prompts.box, outline=_rgb(st["box"]), width=2)
+    for (x, y), lab in zip(prompts.points, prompts.labels):
+        for rad, col in ((r + 2, (255, 255, 255)),
+                         (r, _rgb(st["positive" if lab else "negative"]["c"]))):
+            d.ellipse((x - rad, y - rad, x + rad, y + rad), fill=col)
+
+# %% ../nbs/15_click_segment.ipynb #48237a1c
 def draw(image, # uint8 [3, H, W]
          mask=None, # bool [H, W], or None
          prompts:Prompts|None=None, alpha:float=0.45,
         ) -> torch.Tensor: # uint8 [3, H, W]
     "The mask tinted over the image, the box and the points (`viz.PROMPT_STYLE`'s colours)."
-    from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes, draw_keypoints
-    st, out = viz.PROMPT_STYLE, image
-    if mask is not None and mask.any():
-        out = draw_segmentation_masks(out, mask, alpha, _rgb(st["mask"][:3]))
-    if prompts is None: return out
-    if prompts.box is not None:
-        out = draw_bounding_boxes(out, torch.tensor([prompts.box]), colors=_rgb(st["box"]), width=2)
+    out = image
+    if mask is not None and mask.any():  # draw_segmentation_masks' blend, in one pass
+        c = torch.tensor(_rgb(viz.PROMPT_STYLE["mask"][:3]), dtype=torch.float32)[:, None, None]
+        out = torch.where(mask, image * (1 - alpha) + c * alpha, image).to(torch.uint8)
+    if prompts is None or not len(prompts): return out
     r = max(3, round(min(image.shape[1:]) / 60))
-    for lab, kind in ((1, "positive"), (0, "negative")):
-        kp = torch.tensor([[p for p, l in zip(prompts.points, prompts.labels) if l == lab]])
-        if kp.numel():
-            out = draw_keypoints(out, kp, colors="white", radius=r + 2)
-            out = draw_keypoints(out, kp, colors=_rgb(st[kind]["c"]), radius=r)
-    return out
+    return _pil_draw(out, lambda d: _marks(d, prompts, r))
 
-# %% ../nbs/15_click_segment.ipynb #48237a1c
-def to_png(image, # uint8 [3, H, W]
-           width:int|None=None, # scaled down to this width (bilinear) when narrower than the image
-          ) -> bytes:
-    "PNG bytes for an ipywidgets Image (zlib level 1: a click's redraw is not spent compressing)."
-    im = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
-    if width and width < im.width:
-        im = im.resize((width, max(1, round(im.height * width / im.width))), Image.BILINEAR)
+def image_bytes(image, # uint8 [3, H, W]
+                fmt:str="jpeg", # or "png"
+               ) -> bytes:
+    "The bytes of an ipywidgets Image: JPEG quality 90 (fast), or PNG."
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=1)
+    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(
+        buf, format=fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
     return buf.getvalue()
 
 def _prompt_tensors(p:Prompts) -> dict: # PromptResult's boxes_xyxy [1, 4], points [1, P, 2], ...
@@ -198,14 +204,14 @@ def _parts(name:str, folder) -> dict:
     def button(d, tip, icon=""): return W.Button(description=d, tooltip=tip, icon=icon,
                                                  layout=W.Layout(width="auto"))
     p = dict(help=W.HTML(HELP), status=W.Label(), timing=W.Label(), message=W.Label(),
-             image=W.Image(format="png", layout=W.Layout(max_width="100%", height="auto")),
+             image=W.Image(format="jpeg", layout=W.Layout(max_width="100%", height="auto")),
              undo=button("undo", "undo the last change", "undo"),
              clear=button("clear", "remove every prompt (undo brings them back)", "trash"),
              export=button("export", "mask PNG, COCO RLE + prompts JSON", "save"),
              folder=W.Text(value=str(folder), description="folder"),
              name=W.Text(value=name, description="name"),
              **{f"cand{k}": button(f"mask {k}", f"show candidate mask {k}") for k in range(3)},
-             **{f"thumb{k}": W.Image(format="png") for k in range(3)})
+             **{f"thumb{k}": W.Image(format="jpeg") for k in range(3)})
     for k, w in p.items(): w.add_class(f"wb-click-{k}")
     return p
 
@@ -350,12 +356,12 @@ def _render(self):
     import torch.nn.functional as F
     p, c, small = self.parts, self.candidates, self._small
     self._drawn = draw(self.emb.image, self.mask, self.prompts)
-    p["image"].value = to_png(self._drawn)
+    p["image"].value = image_bytes(self._drawn)
     for k in range(3):
         has = c is not None and k < len(c.iou)
         m = (F.interpolate(c.masks[k][None, None].float(), small.shape[1:])[0, 0] > 0
              if has else None)  # nearest
-        p[f"thumb{k}"].value = to_png(draw(small, m))
+        p[f"thumb{k}"].value = image_bytes(draw(small, m))
         p[f"cand{k}"].description = f"mask {k}: IoU {c.iou[k]:.2f}" if has else f"mask {k}"
         p[f"cand{k}"].button_style = "info" if has and k == self.chosen else ""
         p[f"cand{k}"].disabled = not has
@@ -363,9 +369,8 @@ def _render(self):
 
 def _preview(self, box): # (x0, y0, x1, y1) px: the box being dragged
     "The box being dragged (white) over the image as last drawn."
-    from torchvision.utils import draw_bounding_boxes
-    out = draw_bounding_boxes(self._drawn, torch.tensor([box]), colors="white", width=1)
-    self.parts["image"].value = to_png(out)
+    out = _pil_draw(self._drawn, lambda d: d.rectangle(box, outline=(255, 255, 255), width=1))
+    self.parts["image"].value = image_bytes(out)
 
 ClickSegmenter._render, ClickSegmenter._preview = _render, _preview
 
