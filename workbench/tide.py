@@ -140,7 +140,7 @@ def _classify(m:_Img, p:int) -> tuple: # (type, blamed GT column or -1)
             return name, g
 
 # %% ../nbs/14a_interpret.tide.ipynb #f5f53f14
-def _pred_rows(i, order, m:_Img, gt_of, keep_g, pl, gl, ps, ignored) -> pd.DataFrame:
+def _pred_rows(i, order, m:_Img, gt_of, keep_g, pl, gl, ps, ignored) -> dict: # column -> [N]
     "One row per kept prediction: its type and the GT it matched or is blamed on."
     tc = [("tp", g) if g >= 0 else _classify(m, p) for p, g in enumerate(gt_of)]
     t = np.array([t for t, _ in tc], dtype=object)
@@ -150,22 +150,23 @@ def _pred_rows(i, order, m:_Img, gt_of, keep_g, pl, gl, ps, ignored) -> pd.DataF
     iou = m.iou[np.arange(len(c)), near] if has_gt else np.zeros(len(c))
     c = np.where(t == "bkg", -1, c)
     gid = np.append(keep_g, -1)[c]  # -1 picks the appended -1
-    return pd.DataFrame({"image": i, "type": t, "pred": order, "gt": gid, "class": pl[order],
-                         "gt_class": np.append(gl, -1)[gid], "score": ps[order], "iou": iou,
-                         "gt_used": np.append(m.used, False)[c], "ignored": ignored})
+    return {"image": np.full(len(c), i), "type": t, "pred": order, "gt": gid, "class": pl[order],
+            "gt_class": np.append(gl, -1)[gid], "score": ps[order], "iou": iou,
+            "gt_used": np.append(m.used, False)[c], "ignored": ignored}
 
 # %% ../nbs/14a_interpret.tide.ipynb #f79d882e
-def _miss_rows(i, keep_g, gl, used, rows) -> pd.DataFrame:
+def _miss_rows(i, keep_g, gl, used, rows:dict) -> dict: # column -> [K]
     "The image's missed GTs: unmatched, and not pointed at by a cls/loc error (TIDE's `usable`)."
-    claimed = rows.loc[rows.type.isin(["cls", "loc"]) & ~rows.gt_used, "gt"]
+    claimed = rows["gt"][np.isin(rows["type"], ["cls", "loc"]) & ~rows["gt_used"]]
     gid = keep_g[~used]
-    gid = gid[~np.isin(gid, claimed.to_numpy())]
-    return pd.DataFrame({"image": i, "type": "miss", "pred": -1, "gt": gid, "class": gl[gid],
-                         "gt_class": gl[gid], "score": np.nan, "iou": np.nan, "gt_used": False,
-                         "ignored": False})
+    gid = gid[~np.isin(gid, claimed)]
+    k, nan = len(gid), np.full(len(gid), np.nan)
+    return {"image": np.full(k, i), "type": np.full(k, "miss", dtype=object),
+            "pred": np.full(k, -1), "gt": gid, "class": gl[gid], "gt_class": gl[gid],
+            "score": nan, "iou": nan, "gt_used": np.zeros(k, bool), "ignored": np.zeros(k, bool)}
 
-def _eval_image(i:int, pb, ps, pl, gb, gl, ig, fg:float, bg:float, max_dets:int) -> pd.DataFrame:
-    "TIDE on one image: kept predictions (score order), then missed GTs."
+def _eval_image(i:int, pb, ps, pl, gb, gl, ig, fg:float, bg:float, max_dets:int) -> dict:
+    "TIDE on one image: its rows (column -> array), kept predictions in score order, then misses."
     order = np.argsort(-ps.numpy(), kind="stable")[:max_dets]
     keep_g = np.flatnonzero(~ig.numpy())
     iou = box_iou(pb[order], gb[keep_g]).nan_to_num(0).numpy()
@@ -174,7 +175,8 @@ def _eval_image(i:int, pb, ps, pl, gb, gl, ig, fg:float, bg:float, max_dets:int)
     m = _Img(iou, same, np.isin(np.arange(len(keep_g)), gt_of), fg, bg)
     ignored = (gt_of < 0) & _inside(pb[order], pl[order], gb[ig], gl[ig], fg)
     rows = _pred_rows(i, order, m, gt_of, keep_g, pl.numpy(), gl.numpy(), ps.numpy(), ignored)
-    return pd.concat([rows, _miss_rows(i, keep_g, gl.numpy(), m.used, rows)], ignore_index=True)
+    miss = _miss_rows(i, keep_g, gl.numpy(), m.used, rows)
+    return {k: np.concatenate([v, miss[k]]) for k, v in rows.items()}
 
 # %% ../nbs/14a_interpret.tide.ipynb #32c4f2bf
 _FIX_TO = {"cls": "gt_class", "loc": "class"} # fixed into a TP of this column's class (TIDE's
@@ -321,7 +323,7 @@ def tide_errors(preds:list, # per image {"boxes": [N, 4] xyxy px, "scores": [N],
         raise ValueError(f"need 0 <= iou_bg <= iou_fg <= 1, got iou_bg={iou_bg}, iou_fg={iou_fg}")
     inputs = [_image_inputs(p, g, i) for i, (p, g) in enumerate(zip(preds, gts))]
     frames = [_eval_image(i, *x, iou_fg, iou_bg, max_dets) for i, x in enumerate(inputs)]
-    rows = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    rows = pd.DataFrame({k: np.concatenate([f[k] for f in frames]) for k in frames[0]})
     rows["best"] = _best(rows)
     n_gt = pd.Series(torch.cat([x[4][~x[5]] for x in inputs]).numpy()).value_counts()
     return TideResult(rows, {int(k): int(v) for k, v in n_gt.items()}, _per_image(rows, inputs),
