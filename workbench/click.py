@@ -285,8 +285,9 @@ def _apply(self, prompts:Prompts):
     self._update()
 
 def _update(self):
-    "Decode the current prompt on the cached embedding, redraw, time both."
+    "Decode the current prompt on the cached embedding, redraw, time both; the message line clears."
     t0 = time.perf_counter()
+    self._say("")
     self.candidates, self.choice = decode(self.model, self.emb, self.prompts), None
     self._render()
     if self.candidates is not None:
