@@ -247,6 +247,9 @@ class ClickSegmenter:
                  preprocess:dict|None=None, # default: the model's `preprocess_params` (a run's)
                  drag_px:float=4, # press and release further apart than this (image px): a box
                  source:str="a model in memory"): # what the weights are, for the timing line
+        if not all(hasattr(model, a) for a in ("get_image_embeddings", "predict_masks")):
+            raise TypeError(f"ClickSegmenter needs an EfficientSam (get_image_embeddings, "
+                            f"predict_masks), got {type(model).__name__}")
         self.model, self.preprocess, self.drag_px = model.eval(), preprocess, drag_px
         self.source, self.parts = source, _parts(name, folder)
         self.widget, self._press, self._last = _layout(self.parts), None, None
