@@ -257,10 +257,15 @@ def _grouped_barh(ax, table:pd.DataFrame, fmt:str="{:g}"): # rows: classes, colu
     ax.invert_yaxis()
     ax.margins(x=0.2)
 
-def _column(splits:dict, col:str, drop_background:bool=False) -> pd.DataFrame:
+def _classes(splits:dict, drop_background:bool=False) -> list:
+    "The splits' class names in first-seen order (without background, with `drop_background`)."
+    names = list(dict.fromkeys(c for st in splits.values() for c in st.classes))
+    first = next(iter(splits.values())).classes
+    return names[1:] if drop_background and background_id(first) == 0 else names
+
+def _column(splits:dict, col:str, drop_background:bool=False) -> pd.DataFrame: # classes x splits
     t = pd.DataFrame({s: st.per_class[col] for s, st in splits.items()})
-    first = next(iter(splits.values()))
-    return t.iloc[1:] if drop_background and background_id(first.classes) == 0 else t
+    return t.reindex(_classes(splits, drop_background))
 
 # %% ../nbs/05b_data_stats.ipynb #74fec9f3
 def _is_seg(s) -> bool: return s.kind == "segmentation"
@@ -332,17 +337,15 @@ def _centres_panel(ax, splits):
 
 @stats_panel("area")
 def _area_panel(ax, splits):
-    first = next(iter(splits.values()))
-    ids = [c for c in range(len(first.classes)) if c != background_id(first.classes)]
-    k = len(splits)
+    first, names, k = next(iter(splits.values())), _classes(splits, True), len(splits)
     for j, (split, st) in enumerate(splits.items()):
-        g = st.objects.groupby("label")["area"]
-        q = pd.DataFrame({p: g.quantile(p) for p in (0.25, 0.5, 0.75)}).reindex(ids)
-        y = np.arange(len(ids)) + (j - (k - 1) / 2) * 0.8 / k
+        g = st.objects.groupby("class")["area"]
+        q = pd.DataFrame({p: g.quantile(p) for p in (0.25, 0.5, 0.75)}).reindex(names)
+        y = np.arange(len(names)) + (j - (k - 1) / 2) * 0.8 / k
         ax.errorbar(q[0.5], y, xerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], fmt="o", ms=4,
                     capsize=3, color=f"C{j}", label=split or None)
-    ax.set_yticks(range(len(ids)), [first.classes[c] for c in ids])
-    ax.set_ylim(len(ids) - 0.5, -0.5)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
     _log_axis(ax)
     what = ("pixels of the region" if _is_seg(first) else
             "mask area" if first.kind == "promptable" else "box area")
