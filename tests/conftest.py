@@ -1,4 +1,5 @@
-"Shared fixtures: a tiny synthetic dataset and a helper that runs `workbench/train.py` as a script."
+"""Shared fixtures: a tiny synthetic dataset, a helper that runs `workbench/train.py` as a script, and the
+JupyterLab + Chromium pair of the real-browser tests (`tools/jupyterlab_browser.py`)."""
 import os, socket, subprocess, sys
 from pathlib import Path
 import pytest
@@ -36,3 +37,36 @@ def train(*args, nproc=1, timeout=600, cwd=None, env=None, check=True):
     r = subprocess.run(cmd, cwd=cwd or REPO, env=e, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0: raise AssertionError(f"exit {r.returncode}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-5000:]}")
     return r
+
+# The real-browser tests. A module sets `BROWSER_NEEDS` ({import name: what to install}, beyond what
+# `jupyterlab_browser.missing` always checks), `BROWSER_TEST` (its name in the skip message) and, optionally,
+# `LAB_ROOT` (the folder JupyterLab serves; default: this repository).
+def _jb():
+    sys.path.insert(0, str(REPO/"tools"))
+    import jupyterlab_browser
+    return jupyterlab_browser
+
+@pytest.fixture(scope="module")
+def browser_env(request):
+    "Skip the module when this machine lacks what it needs; with WORKBENCH_REQUIRE_BROWSER=1 (CI) that fails."
+    missing = _jb().missing(getattr(request.module, "BROWSER_NEEDS", None))
+    if missing:
+        msg = f"{getattr(request.module, 'BROWSER_TEST', request.module.__name__)} needs " + "; ".join(missing)
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1": pytest.fail(msg + " (WORKBENCH_REQUIRE_BROWSER=1)")
+        pytest.skip(msg)
+
+@pytest.fixture(scope="module")
+def lab(browser_env, request):
+    "A JupyterLab on 127.0.0.1 serving the module's `LAB_ROOT` (default: the repository), stopped after it."
+    server = _jb().JupyterLab(getattr(request.module, "LAB_ROOT", REPO))
+    server.start()
+    yield server
+    server.stop()
+
+@pytest.fixture(scope="module")
+def chrome(browser_env):
+    "A headless Chromium driven by Playwright, stopped after the module."
+    browser = _jb().Chromium()
+    browser.start()
+    yield browser
+    browser.stop()

@@ -32,38 +32,8 @@ STEP_TIMEOUT = 60.0   # seconds for one click to come back redrawn (the machine 
 # image pixels (the notebook's scene is 384×288): a point, a negative point, a box's corners
 POSITIVE, NEGATIVE, BOX = (200, 150), (60, 40), ((120, 90), (300, 230))
 
-def _missing() -> list:
-    missing = []
-    for mod, what in (("playwright.sync_api", "the playwright Python package"), ("jupyterlab", "JupyterLab"),
-                      ("ipyevents", "ipyevents (pip install ipyevents)"), ("pycocotools", "pycocotools"),
-                      ("PIL", "Pillow")):
-        try: __import__(mod)
-        except ImportError: missing.append(what)
-    if not (os.path.isfile(jb.CHROMIUM) and os.access(jb.CHROMIUM, os.X_OK)):
-        missing.append(f"Chromium at {jb.CHROMIUM} (apt-get install chromium)")
-    return missing
-
-@pytest.fixture(scope="module")
-def browser_env():
-    missing = _missing()
-    if missing:
-        msg = "click-to-segment browser test needs " + "; ".join(missing)
-        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1": pytest.fail(msg + " (WORKBENCH_REQUIRE_BROWSER=1)")
-        pytest.skip(msg)
-
-@pytest.fixture(scope="module")
-def lab(browser_env):
-    server = jb.JupyterLab(REPO)
-    server.start()
-    yield server
-    server.stop()
-
-@pytest.fixture(scope="module")
-def chrome(browser_env):
-    browser = jb.Chromium()
-    browser.start()
-    yield browser
-    browser.stop()
+BROWSER_TEST = "click-to-segment browser test"
+BROWSER_NEEDS = {"ipyevents": "ipyevents (pip install ipyevents)", "pycocotools": "pycocotools"}   # + conftest's
 
 def shots_dir() -> Path:
     d = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or REPO/"tests"/".tmp"/"screenshots").resolve()/"click_segment"

@@ -19,10 +19,15 @@ off, its own settings folders) and one headless Chromium (`/usr/bin/chromium`):
    slider browser (the `.wb-browse` container, else a `.widget-vbox` with a `.widget-slider` and a
    `.widget-output`/`.widget-image`); for each: screenshot its figure area, move the slider (the "next" button when there is one, else ArrowRight on the slider handle), wait for the
    redraw, screenshot again and require the slider value and the figure's pixels to have changed; with a next
-   button, ArrowRight on the handle is checked the same way;
+   button, ArrowRight on the handle is checked the same way; a browser with filter dropdowns (`.wb-browse-filter`,
+   `viz.browse(..., filters=...)`) then has each dropdown used as a user would: choose an option that keeps fewer
+   rows than the browser holds (its label's "(N images)" when it says N, else any that changes the caption), require
+   the caption to start again at item 1 of N, move to the next row (slider and figure change as above), choose
+   "all" and require every row back;
 4. JupyterLab never saved the notebook (its contents model keeps the last-modified time it was opened with).
 
-Screenshots (per notebook: `page.png`, `browser<i>_before.png`, `_after.png`, `_after_key.png`) go to
+Screenshots (per notebook: `page.png`, `browser<i>_before.png`, `_after.png`, `_after_key.png`,
+`_filter_<key>.png`, `_filter_<key>_next.png`, `_filter_<key>_widget.png`: the whole browser) go to
 `$WORKBENCH_SCREENSHOTS`, else `tests/.tmp/screenshots/`; the folder is printed and named in every failure.
 
 Without Playwright, `/usr/bin/chromium` or JupyterLab the tests are skipped, unless `WORKBENCH_REQUIRE_BROWSER=1`
@@ -66,40 +71,7 @@ def screenshots_dir() -> Path:
 NOTEBOOKS = widget_notebooks(ROOT/"nbs")
 _SHOTS = []   # screenshot folders written by this run
 
-def _missing() -> list:
-    "What the browser test needs and this machine lacks."
-    missing = []
-    try: import playwright.sync_api  # noqa: F401
-    except ImportError: missing.append("the playwright Python package (pip install playwright)")
-    if not (os.path.isfile(jb.CHROMIUM) and os.access(jb.CHROMIUM, os.X_OK)):
-        missing.append(f"Chromium at {jb.CHROMIUM} (apt-get install chromium)")
-    try: import jupyterlab  # noqa: F401
-    except ImportError: missing.append("JupyterLab (pip install jupyterlab)")
-    try: import PIL, numpy  # noqa: F401
-    except ImportError: missing.append("Pillow and numpy")
-    return missing
-
-@pytest.fixture(scope="module")
-def browser_env():
-    missing = _missing()
-    if missing:
-        msg = "JupyterLab widget test needs " + "; ".join(missing)
-        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1": pytest.fail(msg + " (WORKBENCH_REQUIRE_BROWSER=1)")
-        pytest.skip(msg)
-
-@pytest.fixture(scope="module")
-def lab(browser_env):
-    server = jb.JupyterLab(ROOT)
-    server.start()
-    yield server
-    server.stop()
-
-@pytest.fixture(scope="module")
-def chrome(browser_env):
-    browser = jb.Chromium()
-    browser.start()
-    yield browser
-    browser.stop()
+BROWSER_TEST, LAB_ROOT = "JupyterLab widget test", ROOT   # the fixtures browser_env, lab, chrome: conftest.py
 
 @pytest.fixture(scope="module", autouse=True)
 def report_screenshots(request):
@@ -154,6 +126,50 @@ def _move_and_compare(page, i, where, how, before_png, after_png, shots) -> list
         problems.append(f"{where}: after {label} (slider {value0!r} -> {value1!r}) the figure looks the same: "
                         f"{d['changed']} pixels changed ({d['fraction']:.4%}); compare {before_png.name} and "
                         f"{after_png.name} in {shots}")
+    return problems
+
+OPTION_COUNT = re.compile(r"\((\d+)\s\w+\)$")   # an option label such as "circle (3 images)": the rows it keeps
+CAPTION = re.compile(r"^index (\d+) \(item \d+ of (\d+)\)")   # viz.browse's caption
+
+def _caption(text):
+    "(index, rows) of a browser caption, or None."
+    m = CAPTION.match(text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+def _use_filters(page, i, where, shots) -> list:
+    "Use each filter dropdown of browser `i` (see the module's docstring, step 3); the problems found, as text."
+    problems, used = [], 0
+    for f in jb.browser_filters(page, i):
+        key, first = f["key"], jb.browser_label(page, i)
+        total, fw, chosen = (_caption(first) or (0, 0))[1], f"{where}, filter {key!r}", False
+        for opt in f["options"][1:]:
+            m = OPTION_COUNT.search(opt)
+            n = int(m.group(1)) if m else None
+            if n is not None and not 0 < n < total: continue   # it would keep every row, or none
+            jb.choose_filter(page, i, key, opt)
+            chosen = True
+            text = jb.wait_label(page, i, lambda t: t != first and _caption(t) is not None,
+                                 REDRAW_TIMEOUT if n else 10)
+            got = _caption(text)
+            if n is None and (got is None or got[1] >= total): continue   # kept every row, or none
+            used += 1
+            if got is None or got[0] != 0 or (n is not None and got[1] != n):
+                problems.append(f"{fw}: after choosing {opt!r} the caption says {text or jb.browser_label(page, i)!r}, "
+                                f"expected 'index 0 (item 1 of {n})'")
+                break
+            png = jb.screenshot_figure(page, i, shots/f"browser{i}_filter_{key}.png")
+            page.locator(f'[data-wb-browser="{i}"]').screenshot(path=str(shots/f"browser{i}_filter_{key}_widget.png"))
+            if got[1] > 1:
+                problems += _move_and_compare(page, i, f"{fw} = {opt!r}", "next", png,
+                                              shots/f"browser{i}_filter_{key}_next.png", shots)
+            break
+        if not chosen: continue
+        jb.choose_filter(page, i, key, "all")
+        if jb.wait_label(page, i, lambda t: _caption(t) == (0, total), REDRAW_TIMEOUT) is None:
+            problems.append(f"{fw}: back on 'all' the caption says {jb.browser_label(page, i)!r}, expected "
+                            f"'index 0 (item 1 of {total})'")
+    if not used:
+        problems.append(f"{where}: no option of its filters {jb.browser_filters(page, i)} kept fewer rows than all")
     return problems
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.relative_to(ROOT).as_posix() for p in NOTEBOOKS])
@@ -213,6 +229,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
             if b["next"] and not jb.slider_at_max(page, i):
                 problems += _move_and_compare(page, i, bw, "key", shots/f"browser{i}_after.png",
                                               shots/f"browser{i}_after_key.png", shots)
+            if b["filters"]: problems += _use_filters(page, i, bw, shots)
         n_log = jb.open_log_console(page, rel)   # outputs of widget callbacks (not of a cell) are shown there
         for tb in jb.page_tracebacks(page):
             place = ("the Log Console (output of a widget callback)" if tb["inLogConsole"] else
@@ -225,7 +242,7 @@ def test_notebook_widgets_in_jupyterlab(notebook, lab, chrome, capsys):
         if saved1 != saved0: problems.append(f"{where}: JupyterLab saved the notebook ({saved0} -> {saved1})")
         with capsys.disabled():
             print(f"[{rel}] opened in {t_open:.0f}s, Run All {t_run:.0f}s, {len(code)} code cells, "
-                  f"{n_rendered} widget views, {len(browsers)} browsers ({', '.join(b['kind'] for b in browsers)}), "
+                  f"{n_rendered} widget views, {len(browsers)} browsers ({', '.join(b['kind'] + ' with filters' * bool(b['filters']) for b in browsers)}), "
                   f"{n_log} Log Console entries, {len(problems)} problems, {time.monotonic() - t0:.0f}s in all", flush=True)
     except Exception as e:   # a timeout or a page that is not what was expected: say where, keep the screenshots
         try: running = jb.running_cells(page)

@@ -60,6 +60,19 @@ def _stop_all(procs, timeout=5.0):
             try: c.kill()
             except Exception: pass
 
+def missing(modules=None) -> list:
+    """What a browser test needs and this machine lacks, as text: Chromium at `CHROMIUM`, Playwright, JupyterLab,
+    Pillow and numpy, and each of `modules` ({import name: what to install})."""
+    need = {"playwright.sync_api": "the playwright Python package (pip install playwright)",
+            "jupyterlab": "JupyterLab (pip install jupyterlab)", "PIL": "Pillow", "numpy": "numpy", **(modules or {})}
+    found = []
+    for mod, what in need.items():
+        try: __import__(mod)
+        except ImportError: found.append(what)
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        found.append(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    return found
+
 class JupyterLab:
     "JupyterLab serving `root_dir` as a subprocess; a context manager. `url(path)` opens a file in the lab."
     def __init__(self, root_dir, start_timeout=120.0, extra_args=(), env=None):
@@ -349,12 +362,13 @@ FIND_BROWSERS_JS = r"""() => {
     const next = Array.from(w.querySelectorAll('button')).find(
         b => b.classList.contains('wb-browse-next') || /\bnext\b/i.test((b.title || '') + ' ' + b.innerText));
     if (next) next.setAttribute('data-wb-next', String(i));
-    return {index: i, kind, cell: cells.indexOf(w.closest('.jp-Cell')), figure: !!f, next: !!next};
+    return {index: i, kind, cell: cells.indexOf(w.closest('.jp-Cell')), figure: !!f, next: !!next,
+            filters: w.querySelectorAll('.wb-browse-filter').length};
   }); }"""
 
 def find_browsers(page) -> list:
     """The slider browsers on the page, tagged `data-wb-browser=i` (figure area `data-wb-figure=i`, next button
-    `data-wb-next=i`): [{index, kind, cell, figure, next}]."""
+    `data-wb-next=i`): [{index, kind, cell, figure, next, filters (how many dropdowns)}]."""
     return page.evaluate(FIND_BROWSERS_JS)
 
 def slider_value(page, i):
@@ -422,3 +436,30 @@ def image_difference(a, b) -> dict:
         return {"size_changed": True, "shapes": (x.shape, y.shape), "changed": max(x.size, y.size) // 3, "fraction": 1.0}
     changed = int((np.abs(x - y).max(axis=-1) > 16).sum())
     return {"size_changed": False, "shapes": (x.shape,), "changed": changed, "fraction": changed / (x.shape[0] * x.shape[1])}
+
+# The dropdowns of a browser (`viz.browse(..., filters=...)`): `.wb-browse-filter` boxes, each with a `<select>`.
+_FILTERS_JS = r"""(i) => Array.from(document.querySelectorAll(`[data-wb-browser="${i}"] .wb-browse-filter`)).map(f => {
+  const key = Array.from(f.classList).find(c => c.startsWith('wb-browse-filter-')).slice('wb-browse-filter-'.length);
+  const s = f.querySelector('select'), o = s ? Array.from(s.options) : [];
+  return {key, options: o.map(x => x.text), selected: s && s.selectedIndex >= 0 ? o[s.selectedIndex].text : null}; })"""
+
+def browser_filters(page, i) -> list:
+    "The dropdowns of browser `i`: [{key, options (their labels), selected}]."
+    return page.evaluate(_FILTERS_JS, i)
+
+def choose_filter(page, i, key, label):
+    "Choose the option labelled `label` in the dropdown `key` of browser `i`, as a user does."
+    page.locator(f'[data-wb-browser="{i}"] .wb-browse-filter-{key} select').select_option(label=label, timeout=30_000)
+
+def browser_label(page, i) -> str:
+    "The caption of browser `i` (`.wb-browse-label`)."
+    return page.locator(f'[data-wb-browser="{i}"] .wb-browse-label').first.inner_text(timeout=30_000).strip()
+
+def wait_label(page, i, ok, timeout=60.0):
+    "Wait until `ok(caption)` holds for browser `i`; the caption, or None on timeout."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = browser_label(page, i)
+        if ok(text): return text
+        time.sleep(0.2)
+    return None

@@ -38,6 +38,10 @@ def _classes_hint(name, classes) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in classes], n=3)
     return f"did you mean {close}?" if close else f"classes: {list(classes)}"
 
+def _counted(counts:dict, what:str) -> list: # [(label, value)] of the values counted > 0
+    counts = {v: int(n) for v, n in counts.items()}
+    return [(f"{v} ({n} {what}{'s' * (n != 1)})", v) for v, n in counts.items() if n]
+
 class Analysis:
     "How a task's samples become table rows, panels and figures (subclass per task, registered)."
     score = ""  # the column that orders the table, lowest (worst) first
@@ -59,6 +63,7 @@ class Analysis:
     def sample(self, i:int, batch) -> list: raise NotImplementedError  # -> rows (dicts)
     def finish(self, rows:list) -> pd.DataFrame: return pd.DataFrame(rows)
     def select(self, table, cls=None, kind=None) -> pd.DataFrame: raise NotImplementedError
+    def filters(self, table) -> dict: return {}  # "cls"/"kind" -> (name, [(label, value)])
     def show(self, row:pd.Series): raise NotImplementedError  # -> Figure
     def figures(self, table) -> dict: return {}
     def summary(self, table) -> list: return []  # markdown lines
@@ -128,6 +133,11 @@ def select(self:SegAnalysis, table, cls=None, kind=None):
     self.check_class(cls)
     if cls is None: return table
     return _sorted(table[table[f"IoU_{cls}"].notna()], f"IoU_{cls}")
+
+@patch
+def filters(self:SegAnalysis, table):
+    n = {c: int(table[f"IoU_{c}"].notna().sum()) for c in self.classes}
+    return dict(cls=("class", _counted(n, "image")))
 
 # %% ../nbs/14_interpret.ipynb #3073264c
 @patch
@@ -228,6 +238,12 @@ def select(self:PromptAnalysis, table, cls=None, kind=None):
                              f"{col}; {_classes_hint(val, have)}")
         table = table[table[col] == val]
     return table.reset_index(drop=True)
+
+@patch
+def filters(self:PromptAnalysis, table):
+    n = lambda col: table[col].value_counts().sort_index().to_dict()
+    return dict(cls=("class", _counted(n("class"), "object")),
+                kind=("prompt", _counted(n("prompt"), "object")))
 
 # %% ../nbs/14_interpret.ipynb #6211c047
 def _prompt_kinds(labs) -> tuple:
@@ -330,16 +346,26 @@ def finish(self:DetAnalysis, rows):
 @patch
 def select(self:DetAnalysis, table, cls=None, kind=None):
     from workbench.tide import ERROR_TYPES
-    if kind is not None:
-        if kind not in ERROR_TYPES:
-            raise ValueError(f"kind={kind!r}: not a TIDE error type; {list(ERROR_TYPES)}")
-        table = table[table[kind] > 0]
+    if kind is not None and kind not in ERROR_TYPES:
+        raise ValueError(f"kind={kind!r}: not a TIDE error type; {list(ERROR_TYPES)}")
     self.check_class(cls)
+    e = self.result.errors  # its `image` is the val index
+    if kind is not None: e = e[e["type"] == kind]
     if cls is not None:
-        e, c = self.result.errors, list(self.classes).index(cls)
-        hit = e.loc[(e["class"] == c) | (e["gt_class"] == c), "image"].unique()  # = val index
-        table = table[table["index"].isin(hit)]
-    return table.reset_index(drop=True)
+        c = list(self.classes).index(cls)
+        e = e[(e["class"] == c) | (e["gt_class"] == c)]
+    hit = table["index"].isin(e["image"].unique()) if cls or kind else slice(None)
+    return table[hit].reset_index(drop=True)
+
+@patch
+def filters(self:DetAnalysis, table):
+    from workbench.tide import ERROR_TYPES
+    e = self.result.errors
+    by_kind = {t: e.loc[e["type"] == t, "image"].nunique() for t in ERROR_TYPES}
+    by_cls = {c: e.loc[(e["class"] == k) | (e["gt_class"] == k), "image"].nunique()
+              for k, c in enumerate(self.classes)}
+    return dict(kind=("error", _counted(by_kind, "image")),
+                cls=("class", _counted(by_cls, "image")))
 
 # %% ../nbs/14_interpret.ipynb #7ca7c012
 @patch
@@ -418,15 +444,19 @@ def browse(self:Interpretation, cls=None, kind=None,
            n_static:int=4, # rows tiled by the static figure
            live:bool|None=None, # widget (True), static figure (False); None: widget in live kernels
           ): # ipywidgets.VBox or a Figure
-    "`viz.browse` over the rows of class `cls` / error type `kind`, worst first."
-    rows = self.rows(cls, kind)
-    if not len(rows):
+    "`viz.browse` over the rows of class `cls` / error type `kind`, worst first; filters."
+    s, first = self.score, dict(cls=cls, kind=kind)
+    def select(choice): # {"cls": ..., "kind": ...} -> (rows as Series, label_fn)
+        items = [r for _, r in self.rows(**choice).iterrows()]
+        return items, lambda k: (f"{items[k]['file']} (val index {items[k]['index']}), "
+                                 f"{s} {items[k][s]:.3f}")
+    items, label = select(first)
+    if not items:
         raise ValueError(f"no {self.what} with cls={cls!r}, kind={kind!r} to browse")
-    items = [r for _, r in rows.iterrows()]
-    s = self.score
-    label = lambda k: (f"{items[k]['file']} (val index {items[k]['index']}), "
-                       f"{s} {items[k][s]:.3f}")
-    return viz.browse(items, self.analysis.show, start, n_static, live, label_fn=label)
+    filters = {k: (name, opts, first[k])
+               for k, (name, opts) in self.analysis.filters(self.table).items()}
+    return viz.browse(items, self.analysis.show, start, n_static, live, label_fn=label,
+                      filters=filters, select_fn=select)
 
 # %% ../nbs/14_interpret.ipynb #bd338818
 @patch

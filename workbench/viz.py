@@ -15,7 +15,7 @@ from torchvision.utils import draw_segmentation_masks, draw_bounding_boxes
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_RGB', 'PROMPT_STYLE', 'class_colors', 'text_label', 'class_legend', 'denormalize', 'overlay_mask',
+__all__ = ['IGNORE_RGB', 'PROMPT_STYLE', 'ALL', 'class_colors', 'text_label', 'class_legend', 'denormalize', 'overlay_mask',
            'draw_boxes', 'overlay_boxes', 'image_iou', 'show_seg_batch', 'show_det_batch', 'weights_note', 'plot_lr',
            'plot_history', 'plot_confusion', 'plot_per_class', 'prompt_legend', 'item_name', 'browse', 'save_figure']
 
@@ -523,33 +523,58 @@ def _static_grid(items, show_fn, start, n, label_fn=None):
         ax.set_title(_caption(items, i, label_fn), fontsize=9)
     return fig
 
-def _browser_parts(n:int, start:int):
-    "The widgets: slider over 0..n-1, previous / next buttons, label, image; each with a CSS class."
+class _All: # the value of a filter's "all" option (ipywidgets takes value None for no selection)
+    def __repr__(self): return "all"
+ALL = _All()
+
+def _browser_parts(n:int, start:int, filters=None):
+    "Slider over 0..n-1, previous / next, label, image, a dropdown per filter; CSS classes."
     import ipywidgets as W
     parts = dict(slider=W.IntSlider(value=start, min=0, max=n - 1, description="index",
                                     continuous_update=False),
                  prev=W.Button(description="previous", icon="arrow-left", tooltip="previous item"),
                  next=W.Button(description="next", icon="arrow-right", tooltip="next item"),
                  label=W.Label(), image=W.Image(format="png"))
+    for key, (desc, options, value) in (filters or {}).items():
+        d = parts[f"filter_{key}"] = W.Dropdown(options=[("all", ALL), *options], description=desc,
+                                                value=ALL if value is None else value)
+        d.add_class("wb-browse-filter")
     for k, w in parts.items():
-        w.add_class(f"wb-browse-{k}")
+        w.add_class(f"wb-browse-{k}".replace("_", "-"))
     return parts
 
-def _browser(items, show_fn, start, label_fn=None):
-    "VBox (CSS class `wb-browse`): controls, label, figure; redrawn when the slider's value moves."
+def _browser(items, show_fn, start, label_fn=None, filters=None, select_fn=None):
+    "VBox (CSS class `wb-browse`): filters, controls, label, figure; redrawn as they change."
     # the figure keeps its own pixel width (the PNG header's): stretched to the output's, it blurs
     import ipywidgets as W
-    n, p = len(items), _browser_parts(len(items), start)
-    s = p["slider"]
+    p, st = _browser_parts(len(items), start, filters), dict(items=items, label_fn=label_fn)
+    s, n = p["slider"], lambda: len(st["items"])
     def redraw(change=None):
-        p["label"].value = _caption(items, s.value, label_fn)
-        png = _fig_to_png(show_fn(items[s.value]))
+        p["label"].value = _caption(st["items"], s.value, st["label_fn"])
+        png = _fig_to_png(show_fn(st["items"][s.value]))
         p["image"].value, p["image"].width = png, str(int.from_bytes(png[16:20], "big"))
+    def refilter(change):
+        choice = {k: None if p[f"filter_{k}"].value is ALL else p[f"filter_{k}"].value
+                  for k in filters}
+        st["items"], st["label_fn"] = select_fn(choice)
+        for k in ("slider", "prev", "next"): p[k].disabled = n() == 0
+        if n() == 0:
+            said = ", ".join(f"{filters[k][0]} {p[f'filter_{k}'].label}"
+                             for k, v in choice.items() if v is not None)
+            p["label"].value, p["image"].value = f"nothing matches {said}", b""
+            return
+        s.unobserve(redraw, names="value")
+        s.value, s.max = 0, n() - 1
+        s.observe(redraw, names="value")
+        redraw()
     s.observe(redraw, names="value")
     redraw()
-    p["prev"].on_click(lambda _: setattr(s, "value", (s.value - 1) % n))
-    p["next"].on_click(lambda _: setattr(s, "value", (s.value + 1) % n))
-    box = W.VBox([W.HBox([p["prev"], s, p["next"]]), p["label"], p["image"]])
+    p["prev"].on_click(lambda _: setattr(s, "value", (s.value - 1) % n()))
+    p["next"].on_click(lambda _: setattr(s, "value", (s.value + 1) % n()))
+    drops = [p[f"filter_{k}"] for k in filters or {}]
+    for d in drops: d.observe(refilter, names="value")
+    box = W.VBox([W.HBox(drops), W.HBox([p["prev"], s, p["next"]]), p["label"], p["image"]]
+                 if drops else [W.HBox([p["prev"], s, p["next"]]), p["label"], p["image"]])
     box.add_class("wb-browse")
     box.parts = p
     return box
@@ -561,14 +586,18 @@ def browse(items, # any sequence supporting len() and [i], e.g. a Dataset
            n_static:int=4, # items tiled by the static figure
            live:bool|None=None, # widget (True), static figure (False); None: widget in live kernels
            label_fn=None, # index -> the item's name in the label (default: file stem or id)
+           filters:dict|None=None, # key -> (description, options, value shown first): dropdowns
+           select_fn=None, # {key: option or None (all)} -> (items, label_fn) the choice shows
           ): # ipywidgets.VBox (CSS class `wb-browse`) or a Figure
     "Browser over `items` (slider, previous/next, label, figure); a static grid without widgets."
     if len(items) == 0:
         raise ValueError("browse: `items` is empty")
+    if filters and select_fn is None:
+        raise ValueError("browse: `filters` needs `select_fn`, the items each choice shows")
     start = min(max(start, 0), len(items) - 1)
     if live is None:
         live = _live_kernel()
-    return (_browser(items, show_fn, start, label_fn) if live
+    return (_browser(items, show_fn, start, label_fn, filters, select_fn) if live
             else _static_grid(items, show_fn, start, n_static, label_fn))
 
 # %% ../nbs/05_viz.ipynb #1eba679a
