@@ -3,6 +3,7 @@
     python bench/bench_deeplabv3_step.py                  # mobilenet_v3_large, 4×256², 2 threads
     python bench/bench_deeplabv3_step.py --reps 9 --other-layout    # + ours contiguous
     python bench/bench_deeplabv3_step.py --compile                  # + ours under torch.compile
+    python bench/bench_deeplabv3_step.py --dense-atrous   # + ours with every dilated conv in full
     python bench/bench_deeplabv3_step.py --device cuda --amp bf16   # untested: no GPU here
 
 Run from the repository root with the package importable (`pip install -e .` or PYTHONPATH=.).
@@ -11,8 +12,11 @@ sides). Ours is what training runs by default: `create_model(--model, num_classe
 aux head, the loss as the segmentation task builds it (`create_loss(LossConfig(), ...)`:
 "seg_ce", CE on out + 0.5·CE on aux, ignore_index 255), and the model in channels_last memory
 format exactly as the Learner puts it (`model.to(memory_format=torch.channels_last)` before the
-optimizer is built; `--no-channels-last` to time it without). The reference is torchvision's
-`segmentation.<model>(num_classes=21, aux_loss=True)`, contiguous, with plain
+optimizer is built; `--no-channels-last` to time it without), its dilated convolutions
+`AtrousConv2d` (`workbench.models.segmentation`: the taps that only see the zero padding skipped;
+`--dense-atrous` also times ours with them in full, as torchvision computes them). The
+reference is torchvision's `segmentation.<model>(num_classes=21, aux_loss=True)`, contiguous,
+with plain
 `cross_entropy(out) + 0.5·cross_entropy(aux)`. Both get the same state_dict and batch.
 
 Prints the loss and gradient differences of one fp32 step with dropout off (max |diff|, worst
@@ -29,6 +33,7 @@ from torchvision.models import segmentation as tvseg
 from workbench.config import LossConfig
 from workbench.losses import create_loss
 from workbench.models import create_model
+from workbench.models.segmentation import dense_atrous
 from _step_common import compare, timed_interleaved  # bench/
 
 def parse():
@@ -42,6 +47,8 @@ def parse():
     p.add_argument("--other-layout", action="store_true",
                    help="also time ours in the other memory format")
     p.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    p.add_argument("--dense-atrous", action="store_true",
+                   help="also time ours with every dilated convolution in full (dense_atrous)")
     p.add_argument("--sgd", action="store_true", help="add an SGD step on both sides")
     p.add_argument("--show-times", action="store_true", help="print every repeat's wall time")
     return p.parse_args()
@@ -90,6 +97,10 @@ def main():
     fns = {"ours": ours_step, "torchvision": ref_step}
     if a.other_layout:
         fns[f"ours {layout(not a.channels_last)}"] = stepper(other, ours_loss, a, dev)
+    if a.dense_atrous:
+        def dense_loss(m):
+            with dense_atrous(): return ours_loss(m)
+        fns["ours dense atrous"] = stepper(ours, dense_loss, a, dev)
     if a.compile:
         fns["ours+compile"] = stepper(torch.compile(ours), ours_loss, a, dev)
         t0 = time.perf_counter(); fns["ours+compile"](); sync()

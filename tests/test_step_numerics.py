@@ -1,4 +1,5 @@
-"""channels_last training gives the numbers contiguous training gives (float tolerance).
+"""channels_last training gives the numbers contiguous training gives (float tolerance); ours
+against torchvision where our layers differ (DeepLabV3's `AtrousConv2d`).
 
 The Learner puts the model in channels_last memory format by default (`train.channels_last`); here
 one training step of YOLOX-nano with its registered loss (SimOTA included) and of DeepLabV3-
@@ -68,3 +69,37 @@ def test_deeplabv3_mobilenet_channels_last_step():
     y = torch.randint(0, 4, (2, 64, 64), generator=g)
     y[:, :5] = 255  # unlabelled rows
     assert "aux_ce" in assert_same_step(m, loss, x, y)
+
+def test_deeplabv3_step_matches_torchvision():
+    """Ours (its dilated ASPP convolutions `AtrousConv2d`: at 128 px the 8×8 map leaves only their
+    centre taps, at 256 px d=12 runs tap by tap) against torchvision's own model, same weights and
+    batch, both contiguous: the same loss and gradients to float32 rounding."""
+    import torch.nn.functional as F
+    from torchvision.models import segmentation as tvseg
+    from workbench.models.segmentation import AtrousConv2d
+    torch.manual_seed(0)
+    ref = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4,
+                                             aux_loss=True).train()
+    ours = create_model("deeplabv3_mobilenet_v3_large", num_classes=4).train()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    assert sum(isinstance(m, AtrousConv2d) for m in ours.modules()) >= 3  # the ASPP's three
+    for m in (*ours.modules(), *ref.modules()):
+        if isinstance(m, torch.nn.Dropout): m.eval()
+    loss = create_loss(LossConfig(), ours, "deeplabv3_mobilenet_v3_large", default="seg_ce",
+                       num_classes=4, ignore_index=255)
+    g = torch.Generator().manual_seed(0)
+    for size in (128, 256):
+        x = torch.randn(2, 3, size, size, generator=g)
+        y = torch.randint(0, 4, (2, size, size), generator=g)
+        taps = [m.taps(*s) for m, s in ((ours.classifier[0].convs[1][0], (size // 16,) * 2),)]
+        assert taps[0] is not None and len(taps[0]) == (1 if size == 128 else 9), taps
+        t0, g0 = one_step(ours, loss, x, y)
+        ref.zero_grad(set_to_none=True)
+        o = ref(x)
+        (F.cross_entropy(o["out"], y, ignore_index=255)
+         + 0.5 * F.cross_entropy(o["aux"], y, ignore_index=255)).backward()
+        assert t0["loss"] == pytest.approx(loss(o, y)["loss"].item(), rel=1e-5)
+        floor = 1e-4 * max(v.norm() for v in g0.values())
+        for k, p in ref.named_parameters():
+            err = (g0[k] - p.grad).norm() / torch.clamp(p.grad.norm(), min=floor)
+            assert err < 1e-3, f"{size} px, {k}: relative gradient error {err:.2e}"

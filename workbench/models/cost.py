@@ -14,6 +14,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.utils.flop_counter import FlopCounterMode
 from ..core import Registry
 from .registry import create_model, list_models, model_meta
+from .segmentation import dense_atrous
 
 # %% auto #0
 __all__ = ['COST_INPUTS', 'BUILD_KWARGS', 'DEFAULT_SIZE', 'RUN_SIZES', 'REAL_FORWARD_MAX', 'ModelCost', 'count_cost',
@@ -85,7 +86,7 @@ def count_cost(model:nn.Module,
               ) -> ModelCost:
     "Parameters, FLOPs and MACs of one eval-mode forward pass `model(*inputs)`."
     fc = FlopCounterMode(display=False)
-    with _eval_mode(model), torch.no_grad(), _thop_extras(model) as extra, fc:
+    with _eval_mode(model), torch.no_grad(), dense_atrous(), _thop_extras(model) as extra, fc:
         if meta: functional_call(model, _meta_state(model), inputs)
         else: model(*inputs)
     flops, counts, root = fc.get_total_flops(), fc.get_flop_counts(), type(model).__name__

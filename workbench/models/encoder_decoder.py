@@ -11,6 +11,7 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models._utils import IntermediateLayerGetter
 from .registry import register_model
+from .segmentation import sparse_atrous
 
 # %% auto #0
 __all__ = ['resize', 'conv_bn_relu', 'BaseHead', 'FCNHead', 'PSPHead', 'UPerHead', 'ASPPHead', 'EncoderDecoder', 'ResNetBackbone',
@@ -29,9 +30,10 @@ def resize(x, # [B, C, h, w]
 
 def conv_bn_relu(cin:int, cout:int, kernel_size:int=1, stride:int=1,
                  dilation:int=1) -> nn.Sequential:
-    "Conv (no bias, 'same' padding) → BN → ReLU: mmseg's `ConvModule` with BN."
+    "Conv (no bias, 'same' padding; dilated: `AtrousConv2d`) → BN → ReLU: mmseg's `ConvModule`."
     pad = kernel_size // 2 * dilation
-    conv = nn.Conv2d(cin, cout, kernel_size, stride, padding=pad, dilation=dilation, bias=False)
+    conv = sparse_atrous(nn.Conv2d(cin, cout, kernel_size, stride, padding=pad, dilation=dilation,
+                                   bias=False))
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 # %% ../../nbs/03b_models.encoder_decoder.ipynb #3dc3764b

@@ -4,8 +4,9 @@
 
 # %% ../../nbs/03a_models.segmentation.ipynb #1036ad19
 from __future__ import annotations
-import math
+import contextlib, math
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import segmentation as tvseg
 from pathlib import Path
@@ -13,8 +14,9 @@ from ..core import load_weights
 from .registry import register_model, create_model, load_pretrained
 
 # %% auto #0
-__all__ = ['out_of_place', 'deeplabv3_resnet50', 'deeplabv3_resnet101', 'deeplabv3_mobilenet_v3_large', 'fcn_resnet50',
-           'hub_checkpoint', 'load_seg_weights', 'drop_aux', 'SimpleFCN', 'simple_fcn', 'PadToMultiple', 'unet_monai']
+__all__ = ['out_of_place', 'dense_atrous', 'is_same_atrous', 'AtrousConv2d', 'sparse_atrous', 'deeplabv3_resnet50',
+           'deeplabv3_resnet101', 'deeplabv3_mobilenet_v3_large', 'fcn_resnet50', 'hub_checkpoint', 'load_seg_weights',
+           'drop_aux', 'SimpleFCN', 'simple_fcn', 'PadToMultiple', 'unet_monai']
 
 # %% ../../nbs/03a_models.segmentation.ipynb #7e5b8691
 _IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -27,9 +29,65 @@ def out_of_place(model:nn.Module) -> nn.Module:
     return model
 
 def _tv(builder, num_classes, aux):
-    "Call a torchvision segmentation builder without any download; activations out of place."
-    return out_of_place(builder(weights=None, weights_backbone=None, num_classes=num_classes,
-                                aux_loss=aux))
+    "A torchvision segmentation model, no download; activations out of place, `sparse_atrous`."
+    return sparse_atrous(out_of_place(builder(weights=None, weights_backbone=None,
+                                              num_classes=num_classes, aux_loss=aux)))
+
+# %% ../../nbs/03a_models.segmentation.ipynb #95ce7b27
+_DENSE = [False]  # set by `dense_atrous()`
+
+@contextlib.contextmanager
+def dense_atrous():
+    "Within it every `AtrousConv2d` runs the full convolution (FLOP counts, comparisons)."
+    old, _DENSE[0] = _DENSE[0], True
+    try: yield
+    finally: _DENSE[0] = old
+
+def _axis_taps(n:int, k:int, d:int) -> list: # [(tap, first output, end output)]
+    "The taps of a size-`k`, dilation-`d` kernel that reach inside a length-`n` axis, and where."
+    r = k // 2
+    return [(i, max(0, -o), min(n, n - o)) for i in range(k) if abs(o := (i - r) * d) < n]
+
+def is_same_atrous(m:nn.Module) -> bool:
+    "A zero-padded, stride-1, odd-kernel dilated `nn.Conv2d` whose output has its input's size."
+    return (isinstance(m, nn.Conv2d) and max(m.dilation) > 1 and m.stride == (1, 1)
+            and m.padding_mode == "zeros" and all(k % 2 for k in m.kernel_size)
+            and tuple(m.padding) == tuple(d * (k // 2) for d, k in zip(m.dilation, m.kernel_size)))
+
+
+# %% ../../nbs/03a_models.segmentation.ipynb #03761ccf
+class AtrousConv2d(nn.Conv2d):
+    "`nn.Conv2d` of a 'same' dilated convolution that skips the taps seeing only zero padding."
+    max_share = 0.3  # of the full convolution's work: above it the full convolution runs
+
+    def taps(self, h:int, w:int) -> list|None: # [(i, j, y0, y1, x0, x1)]; None: the full conv
+        "The taps to sum on an `h`×`w` input and the output window of each, centre first."
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        rows, cols = _axis_taps(h, kh, dh), _axis_taps(w, kw, dw)
+        work = sum(b - a for _, a, b in rows) * sum(b - a for _, a, b in cols)
+        if work > self.max_share * kh * kw * h * w: return None
+        t = [(i, j, y0, y1, x0, x1) for i, y0, y1 in rows for j, x0, x1 in cols]
+        return sorted(t, key=lambda v: (v[0], v[1]) != (kh // 2, kw // 2))
+
+    def forward(self, x): # [B, C, H, W] -> [B, out_channels, H, W]
+        dense = _DENSE[0] or torch.jit.is_tracing() or torch.compiler.is_compiling()
+        taps = None if dense else self.taps(*x.shape[-2:])
+        if taps is None: return super().forward(x)
+        (kh, kw), (dh, dw), out = self.kernel_size, self.dilation, None
+        for i, j, y0, y1, x0, x1 in taps:
+            oy, ox = (i - kh // 2) * dh, (j - kw // 2) * dw
+            w = self.weight[:, :, i:i + 1, j:j + 1]
+            if out is None: out = F.conv2d(x, w, self.bias, groups=self.groups)  # the centre
+            else: out[..., y0:y1, x0:x1] += F.conv2d(
+                x[..., y0 + oy:y1 + oy, x0 + ox:x1 + ox], w, groups=self.groups)
+        return out
+
+def sparse_atrous(model:nn.Module) -> nn.Module:
+    "Every 'same' dilated `nn.Conv2d` of `model` becomes an `AtrousConv2d` (in place); `model`."
+    for m in model.modules():
+        if type(m) is nn.Conv2d and is_same_atrous(m): m.__class__ = AtrousConv2d
+    return model
+
 
 # %% ../../nbs/03a_models.segmentation.ipynb #81744517
 @register_model(task="segmentation", source="torchvision.models.segmentation", **_IMAGENET)
