@@ -141,6 +141,10 @@ def widget_html(model_id:str, state:dict, controls:set) -> str:
     if name in ('IntSlider', 'FloatSlider'):
         return (f'<label>{desc} <input type="range" disabled min="{s.get("min", 0)}" max="{s.get("max", 100)}" '
                 f'value="{s.get("value", 0)}"> {s.get("value", "")}</label>')
+    if name in ('Dropdown', 'Select', 'RadioButtons', 'ToggleButtons'):   # the option chosen when it ran
+        labels, i = s.get('_options_labels', []), s.get('index')
+        shown = html.escape(labels[i]) if isinstance(i, int) and 0 <= i < len(labels) else ''
+        return f'<label>{desc} <select disabled><option>{shown}</option></select></label>'
     return f'<span>{desc} {html.escape(str(s.get("value", "")))}</span>'
 
 def static_widgets_proc():
