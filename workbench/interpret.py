@@ -447,9 +447,10 @@ def browse(self:Interpretation, cls=None, kind=None,
     "`viz.browse` over the rows of class `cls` / error type `kind`, worst first; filters."
     s, first = self.score, dict(cls=cls, kind=kind)
     def select(choice): # {"cls": ..., "kind": ...} -> (rows as Series, label_fn)
-        items = [r for _, r in self.rows(**choice).iterrows()]
+        items, c = [r for _, r in self.rows(**choice).iterrows()], f"IoU_{choice.get('cls')}"
         return items, lambda k: (f"{items[k]['file']} (val index {items[k]['index']}), "
-                                 f"{s} {items[k][s]:.3f}")
+                                 f"{s} {items[k][s]:.3f}"
+                                 + (f", {c} {items[k][c]:.3f}" if c in items[k] else ""))
     items, label = select(first)
     if not items:
         raise ValueError(f"no {self.what} with cls={cls!r}, kind={kind!r} to browse")
