@@ -11,8 +11,9 @@ A step is `zero_grad` + forward + loss + backward (+ an SGD step with `--sgd`, t
 sides). Ours is what training runs by default: `create_model(--model, num_classes=21)` with its
 aux head, the loss as the segmentation task builds it (`create_loss(LossConfig(), ...)`:
 "seg_ce", CE on out + 0.5·CE on aux, ignore_index 255), and the model in channels_last memory
-format exactly as the Learner puts it (`model.to(memory_format=torch.channels_last)` before the
-optimizer is built; `--no-channels-last` to time it without), its dilated convolutions
+format as the Learner puts it with `train.channels_last` on (default on CUDA; `seg_shapes` sets it
+on CPU too): `model.to(memory_format=torch.channels_last)` before the optimizer is built;
+`--no-channels-last` to time it without, its dilated convolutions
 `AtrousConv2d` (`workbench.models.segmentation`: the taps that only see the zero padding skipped;
 `--dense-atrous` also times ours with them in full, as torchvision computes them). The
 reference is torchvision's `segmentation.<model>(num_classes=21, aux_loss=True)`, contiguous,

@@ -9,10 +9,11 @@
 
 Run from the repository root with the package importable (`pip install -e .` or PYTHONPATH=.).
 A step is `zero_grad` + forward + YOLOX loss (SimOTA) + backward (+ an SGD step with `--sgd`, the
-same on both sides). Ours is what training runs by default: `create_model(--model)`, the loss as
-the detection task builds it (`create_loss(LossConfig(), ...)`: "yolox"), and the model in
-channels_last memory format exactly as the Learner puts it (`model.to(memory_format=
-torch.channels_last)` before the optimizer is built; `--no-channels-last` to time it without).
+same on both sides). Ours is what training runs: `create_model(--model)`, the loss as the
+detection task builds it (`create_loss(LossConfig(), ...)`: "yolox"), and the model in
+channels_last memory format as the Learner puts it with `train.channels_last` on (its default on
+CUDA, a recipe's choice on CPU): `model.to(memory_format=torch.channels_last)` before the
+optimizer is built; `--no-channels-last` times it contiguous, `--other-layout` both.
 The reference is the official `YOLOX(YOLOPAFPN, YOLOXHead)` as its `Exp.get_model` builds it
 (BN eps 1e-3, momentum 0.03, prior biases 0.01) with its own loss (`model(images, targets)`),
 contiguous, as its trainer runs it. Both get the same state_dict and batch (`--batch` images of

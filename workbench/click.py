@@ -111,12 +111,12 @@ def _check_tokens(model, prompts:Prompts):
 @torch.no_grad()
 def decode(model, emb:ImageEmbedding, prompts:Prompts) -> Candidates|None: # None: no prompt
     "Prompt encoder + mask decoder on the cached embedding, as `promptable.predict` does it."
-    from workbench.tasks.promptable import _predict_prompts  # the task's prompt conversion
+    from workbench.tasks.promptable import predict_prompts  # the task's prompt conversion
     if not len(prompts): return None
     _check_tokens(model, prompts)
     t0, S, dev = time.perf_counter(), emb.size, emb.embedding.device
     has_pts = bool(prompts.points)
-    pts, labs = _predict_prompts(None if prompts.box is None else [prompts.box],
+    pts, labs = predict_prompts(None if prompts.box is None else [prompts.box],
                                  [prompts.points] if has_pts else None,
                                  [prompts.labels] if has_pts else None, emb.params)
     lg, iou = model.predict_masks(emb.embedding, pts[None].to(dev), labs[None].to(dev), True,

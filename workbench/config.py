@@ -189,7 +189,7 @@ class TrainConfig(_Section):
     # > 0: exactly this many optimizer steps (epochs derived, the last one cut short)
     iters: int = 0
     # the model's 4-D tensors in channels_last (NHWC) memory: "cuda" (on GPUs only; on CPU it pays
-    # for some models and not others, and its BatchNorm rounds more), True (every device), False
+    # for some models and CPUs and not others, and its BatchNorm rounds more), True (all), False
     channels_last: str|bool = "cuda"
 
 # %% ../nbs/00a_config.ipynb #a35be914

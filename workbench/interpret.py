@@ -18,8 +18,8 @@ from .metrics import seg_scores
 from .data.core import voc_palette
 from .data.medsam import sam_postprocess
 from .detection.postprocess import unpack_detections
-from .models.efficient_sam import _draw_prompt
-from .tasks.segmentation import eval_labels, _images_like_masks
+from .models.efficient_sam import draw_prompt
+from .tasks.segmentation import eval_labels, images_like_masks
 from .tasks.promptable import best_candidate, prompt_inputs
 import workbench.experiments, workbench.tasks.detection  # registers presets and tasks
 
@@ -154,7 +154,7 @@ def show(self:SegAnalysis, row):
     "Image | ground truth | prediction | error map of the row's image, with a class legend."
     i, d = int(row["index"]), self.cfg.data
     batch = self.parts.val_collate([self.ds[i]])
-    img = viz._to_uint8(_images_like_masks(batch), d.mean, d.std)[0]
+    img = viz._to_uint8(images_like_masks(batch), d.mean, d.std)[0]
     mask, pred, ign = batch["mask"][0], self.preds[i].long(), d.ignore_index
     n = max(1, int((mask != ign).sum()) if ign is not None else mask.numel())
     fig, axs = viz._subplots(4, 4, (3.2, 3.2))
@@ -269,7 +269,7 @@ def show(self:PromptAnalysis, row):
             m = np.asarray(m)[:h, :w] > 0
             show_mask(ax, m)
             if m.any(): ax.contour(m, levels=[0.5], colors="black", linewidths=0.8)
-        _draw_prompt(ax, pts[q], labs[q])
+        draw_prompt(ax, pts[q], labs[q])
         ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
         ax.set_axis_off(); ax.set_title(t, fontsize=9)
     viz.prompt_legend(fig, _prompt_kinds(labs[q]), mask_label="mask (ground truth / prediction)")

@@ -16,7 +16,7 @@ from .registry import register_model, load_pretrained
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LayerNorm2d', 'MLPBlock', 'PatchEmbed', 'Attention', 'Mlp', 'Block',
            'resize_pos_embed', 'ImageEncoderViT', 'PositionEmbeddingRandom', 'PromptEncoder', 'DecoderAttention',
            'TwoWayAttentionBlock', 'TwoWayTransformer', 'MaskDecoder', 'EfficientSam', 'boxes_to_prompts',
-           'load_efficient_sam', 'efficient_sam_vitt', 'efficient_sam_vits', 'show_prompt_masks']
+           'load_efficient_sam', 'efficient_sam_vitt', 'efficient_sam_vits', 'draw_prompt', 'show_prompt_masks']
 
 # %% ../../nbs/03e_models.efficient_sam.ipynb #f5666d36
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -498,7 +498,7 @@ def efficient_sam_vits(checkpoint=None, # official-layout weights (path or state
     return _efficient_sam(384, 6, checkpoint, image_size, model_cls)
 
 # %% ../../nbs/03e_models.efficient_sam.ipynb #59a38e2d
-def _draw_prompt(ax, pts, # [P, 2] px
+def draw_prompt(ax, pts, # [P, 2] px
                  labs, # [P]: 1 positive, 0 negative, 2/3 box corners
                 ):
     "The prompt over an image: box from the labels 2/3 corners, positive and negative points."
@@ -535,7 +535,7 @@ def show_prompt_masks(image, # [3, H, W] float in [0, 1]
         ax.imshow(img)
         ax.axis("off")
         ax.set_title(f"prompt {q}: {kind}", fontsize=9)
-        _draw_prompt(ax, points[q].cpu(), labels[q].cpu())
+        draw_prompt(ax, points[q].cpu(), labels[q].cpu())
         for k in range(masks.shape[1]):
             ax = axs[q, k + 1]
             ax.imshow(img.mean(-1), cmap="gray", vmin=0, vmax=1)

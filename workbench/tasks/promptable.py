@@ -23,7 +23,7 @@ from ..models.efficient_sam import EfficientSam, load_efficient_sam, show_prompt
 
 # %% auto #0
 __all__ = ['PROMPTS', 'prompt_inputs', 'best_candidate', 'dice_iou', 'object_scores', 'ObjectMetric', 'PromptableSam',
-           'medsam_item', 'PromptItems', 'PromptableSegTask', 'predict', 'load_run_model']
+           'medsam_item', 'PromptItems', 'PromptableSegTask', 'predict_prompts', 'predict', 'load_run_model']
 
 # %% ../../nbs/08c_tasks.promptable.ipynb #7f9527a6
 PROMPTS = ("box", "points", "box+points")  # `prompts.prompt`: what a prompt is made of
@@ -357,8 +357,9 @@ def _to_frame(xy, params:dict): # [..., 2] xy px: original image -> S×S frame (
     s = xy.new_tensor([w / W, h / H])
     return torch.where(xy >= 0, (xy + 0.5) * s - 0.5, xy)
 
-def _predict_prompts(boxes, points, point_labels, params
+def predict_prompts(boxes, points, point_labels, params
                     ): # -> points [N, P, 2] px of the frame, labels [N, P]
+    "Boxes [N, 4] xyxy and/or points [N, P, 2] xy px of the original image as the model's prompts."
     parts = []
     if boxes is not None:
         b = _to_frame(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 2, 2), params)
@@ -389,7 +390,7 @@ def predict(model:EfficientSam, # an EfficientSam (or PromptableSam) in eval mod
     pre = (preprocess or getattr(model, "preprocess_params", None)
            or preprocess_config(model.image_size))
     x, params = sam_preprocess(image, **pre)
-    pts, labs = _predict_prompts(boxes, points, point_labels, params)
+    pts, labs = predict_prompts(boxes, points, point_labels, params)
     dev, S = next(model.parameters()).device, pre["target_size"]
     emb = model.get_image_embeddings(x[None].to(dev))
     lg, iou = model.predict_masks(emb, pts[None].to(dev), labs[None].to(dev), True, S, S, S, S)

@@ -18,7 +18,7 @@ from ..models.registry import check_loaded
 from ..data.voc import set_cache
 
 # %% auto #0
-__all__ = ['SegmentationTask', 'labels_like_masks', 'eval_labels', 'split_source']
+__all__ = ['SegmentationTask', 'labels_like_masks', 'eval_labels', 'images_like_masks', 'split_source']
 
 # %% ../../nbs/08_tasks.segmentation.ipynb #b4139a88
 @register_task("segmentation")
@@ -148,7 +148,7 @@ class SegmentationTask(Task):
         note = (f"{d.val_split}, {self.cfg.model.name}, "
                 f"{viz.weights_note(epoch, self.cfg.model.weights)}")
         iou = evaluation["IoU"]
-        images = _images_like_masks(batch).cpu()
+        images = images_like_masks(batch).cpu()
         return {
             "predictions": viz.show_seg_batch(images, batch["mask"], pred, d.mean, d.std,
                                               parts.classes, names=names, title=note),
@@ -178,7 +178,8 @@ def eval_labels(outputs:dict, # `forward`'s in evaluation: "out", and "at_masks"
     out = outputs["out"]
     return out.argmax(1) if outputs.get("at_masks") else labels_like_masks(out, batch)
 
-def _images_like_masks(batch): # -> [B, 3, H', W'] images resized to their masks' sizes, for drawing
+def images_like_masks(batch): # -> [B, 3, H', W'] images resized to their masks' sizes, for drawing
+    "A batch's images at their masks' sizes (the val split's masks keep the original size)."
     if "sizes" not in batch:
         return batch["image"]
     y = batch["mask"]
