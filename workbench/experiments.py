@@ -33,7 +33,7 @@ def seg_shapes() -> ExpConfig:
         loss=LossConfig(dice_weight=1.0),
         optim=OptimConfig(name="adamw", lr=2e-3, weight_decay=1e-4),
         sched=SchedConfig(name="poly", warmup_epochs=1, power=0.9),
-        train=TrainConfig(epochs=8, eval_every=4, best_metric="mIoU", channels_last=True))
+        train=TrainConfig(epochs=10, eval_every=5, best_metric="mIoU", channels_last=True))
 
 # %% ../nbs/09_experiments.ipynb #50e44cea
 @register_experiment

@@ -243,8 +243,10 @@ def encdec_tiny(num_classes:int=21, width:int=16, aux:bool=True):
     return EncoderDecoder(TinyBackbone(w), head, aux_head=aux_head)
 
 @register_model(**_META)
-def upernet_pyramid(num_classes:int=21, width:int=32, aux:bool=True):
-    "UPerNet on `PyramidBackbone`: UPerHead on strides 4-32 (w channels), FCN aux on stride 16."
+def upernet_pyramid(num_classes:int=21, width:int=32,
+                    aux:bool=False, # an FCN aux head on stride 16 (off: a quarter of the step)
+                   ):
+    "UPerNet on `PyramidBackbone`: UPerHead on strides 4-32 (w channels), optional FCN aux head."
     w = width
     head = UPerHead((2*w, 4*w, 8*w, 8*w), w, num_classes, in_index=(1, 2, 3, 4))
     aux_head = _aux_fcn(8*w, w, num_classes, 3) if aux else None
