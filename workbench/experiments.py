@@ -74,7 +74,7 @@ _SHAPES_MODELS = {"deeplabv3_mobilenet_v3_large": {}, "deeplabv3_resnet50": {},
                   "simple_fcn": {}, "upernet_pyramid": {"width": 24}}
 _SHAPES_OVERRIDES = {"deeplabv3_mobilenet_v3_large": [
     "optim.lr=0.002", "data.eval_size=216", "model.test_mode=slide", "model.test_crop=128",
-    "model.test_stride=85", "train.epochs=40", "train.eval_every=5"]}
+    "model.test_stride=85", "train.epochs=40"]}
 
 def shapes_experiment(model:str, **kwargs) -> ExpConfig:
     "`seg_shapes` with another registered segmentation model (and its `_SHAPES_OVERRIDES`)."
